@@ -1,0 +1,38 @@
+// Lint: typescript-eslint's recommended rules plus the layering of the
+// architecture (docs/ARCHITECTURE.md): a layer may import only the layers below
+// it, and the pure core never touches the file system, processes or sockets.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+const nodeEffects = ['node:fs', 'node:fs/promises', 'node:child_process', 'node:net', 'node:dgram', 'node:http', 'node:https', 'fs', 'child_process'];
+
+/** Layers from the bottom up; each may import only the ones before it. */
+const layers = ['netset', 'model', 'policy', 'engine'];
+
+function layerRule(i) {
+  const above = layers.slice(i + 1);
+  const patterns = [
+    ...above.map((l) => ({ group: [`**/${l}/*`, `../${l}/*`, `../../${l}/*`], message: `the ${layers[i]} layer may not import the ${l} layer (see docs/ARCHITECTURE.md)` })),
+    { group: ['**/cli/*', '**/lab/*', '**/store/*', '**/server/*', '**/agent/*', '**/adapters/*'], message: 'the pure core may not import adapters, the store, the server, the agent, the lab or the CLI' },
+  ];
+  return {
+    files: [`src/${layers[i]}/**/*.ts`],
+    rules: {
+      'no-restricted-imports': ['error', { paths: nodeEffects.map((name) => ({ name, message: 'the pure core does no I/O: move this to an adapter' })), patterns }],
+    },
+  };
+}
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'out/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', URL: 'readonly' } },
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-non-null-assertion': 'off',
+    },
+  },
+  ...layers.map((_, i) => layerRule(i)),
+);

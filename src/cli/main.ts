@@ -1,0 +1,140 @@
+/**
+ * The bulkhead command line. Each command is a thin shell over the pure core:
+ * read files through an adapter, call the core, render.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { EXIT, loadDir, parseNow, printDiagnostics, UsageError, type Io } from './common.js';
+import { summary, diagnosticJson } from './render.js';
+import { runEval } from './eval.js';
+import { runDemo } from './demo.js';
+import { runGenerate } from './generate.js';
+
+const defaultIo = (): Io => ({
+  out: (s) => process.stdout.write(s + '\n'),
+  err: (s) => process.stderr.write(s + '\n'),
+  color: Boolean(process.stderr.isTTY) && !process.env.NO_COLOR,
+});
+
+const outputOption = () => new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text');
+const nowOption = () => new Option('--now <time>', 'judge override expiry at this time (ISO 8601) instead of now');
+
+function runValidate(dir: string, opts: { output: string; now?: string; strict?: boolean }, io: Io): number {
+  const c = loadDir(dir, parseNow(opts.now));
+  const items = c.diagnostics.sorted();
+  const errors = c.diagnostics.errorCount;
+  const warnings = c.diagnostics.warningCount;
+  const failed = errors > 0 || (opts.strict === true && warnings > 0);
+  if (opts.output === 'json') {
+    io.out(
+      JSON.stringify(
+        {
+          ok: !failed,
+          errors,
+          warnings,
+          diagnostics: items.map(diagnosticJson),
+          stats: { workloads: c.policy.workloads.length, classes: c.ir.classes.length, rules: c.ir.rules.length, iplists: c.policy.iplists.size, services: c.policy.services.size, atoms: c.ir.atoms.length, endpoints: c.ir.endpoints.length },
+        },
+        null,
+        2,
+      ),
+    );
+  } else {
+    printDiagnostics(items, c.texts, io);
+    const s = `${c.policy.workloads.length} workloads in ${c.ir.classes.length} groups, ${c.ir.rules.length} rules, ${c.policy.iplists.size} IP lists, ${c.policy.services.size} services`;
+    io.err(`${failed ? 'policy has problems' : 'policy is valid'}: ${summary(errors, warnings)}; ${s}`);
+  }
+  return failed ? EXIT.policyErrors : EXIT.ok;
+}
+
+/** Builds the command tree. Exported so tests can drive it. */
+export function program(io: Io): Command {
+  const prog = new Command('bulkhead')
+    .description('microsegmentation control plane: label-based policy as code, tested against real flows, compiled to every enforcement point')
+    .version('0.1.0')
+    .configureOutput({ writeOut: (s) => io.out(s.replace(/\n$/, '')), writeErr: (s) => io.err(s.replace(/\n$/, '')) })
+    .exitOverride()
+    .addHelpText(
+      'after',
+      `
+Exit codes:
+  0  success (for eval: the flow is allowed or not evaluated)
+  1  the policy has errors (or warnings, with --strict)
+  2  usage error: a bad option, file or address
+  3  eval: the flow is blocked
+  4  eval: the flow is potentially blocked (a test-mode end would block it)
+
+Start with:
+  bulkhead demo                       run the whole loop on the bundled sample estate
+  bulkhead validate examples/estate   check a policy directory
+  bulkhead eval examples/estate --from web-prod-dc1-1 --to db-prod-dc1-1 --port 5432/tcp`,
+    );
+
+  prog
+    .command('validate')
+    .description('check a policy directory: YAML, labels against the taxonomy, names, addresses, ports, selectors, references, overrides')
+    .argument('<dir>', 'policy directory (or one YAML file)')
+    .addOption(outputOption())
+    .addOption(nowOption())
+    .option('--strict', 'fail on warnings too')
+    .addHelpText('after', '\nExamples:\n  bulkhead validate examples/estate\n  bulkhead validate policy/ --output json | jq .diagnostics\n  bulkhead validate policy/ --now 2027-01-01T00:00:00Z   # which overrides will have expired')
+    .action((dir: string, opts) => {
+      prog.setOptionValue('exit', runValidate(dir, opts, io));
+    });
+
+  prog
+    .command('eval')
+    .description('decide one flow against a policy and explain the verdict')
+    .argument('<dir>', 'policy directory')
+    .requiredOption('--from <ip|workload>', 'source address or workload name')
+    .requiredOption('--to <ip|workload>', 'destination address or workload name')
+    .requiredOption('--port <port/proto>', 'the connection: 5432/tcp, 53/udp, 8/icmp (ICMP type), 3:4/icmp (type:code)')
+    .addOption(outputOption())
+    .addOption(nowOption())
+    .addHelpText('after', '\nExamples:\n  bulkhead eval examples/estate --from web-prod-dc1-1 --to app-prod-dc1-1 --port 8080/tcp\n  bulkhead eval policy/ --from 203.0.113.9 --to 10.1.1.10 --port 443/tcp --output json')
+    .action((dir: string, opts) => {
+      prog.setOptionValue('exit', runEval(dir, opts, io));
+    });
+
+  prog
+    .command('demo')
+    .description('run the whole loop on the bundled sample estate (or --estate) and write the outputs')
+    .option('--estate <dir>', 'policy directory to use instead of the bundled sample estate')
+    .option('--out <dir>', 'where to write the outputs', 'out/demo')
+    .addOption(nowOption())
+    .action((opts) => {
+      prog.setOptionValue('exit', runDemo(opts, io));
+    });
+
+  prog
+    .command('generate')
+    .description('write a seeded synthetic estate (for benchmarks and tests)')
+    .requiredOption('--out <dir>', 'directory to write the estate to')
+    .option('--workloads <n>', 'number of workloads', '1000')
+    .option('--rules <n>', 'number of rules (default: workloads / 10)')
+    .option('--seed <n>', 'random seed', '1')
+    .addHelpText('after', '\nExamples:\n  bulkhead generate --out /tmp/estate-10k --workloads 10000 --rules 1000 --seed 7')
+    .action((opts) => {
+      prog.setOptionValue('exit', runGenerate(opts, io));
+    });
+
+  return prog;
+}
+
+/** Runs the CLI; returns the exit code. */
+export async function main(argv: readonly string[], io: Io = defaultIo()): Promise<number> {
+  const prog = program(io);
+  try {
+    await prog.parseAsync(argv as string[]);
+    return (prog.getOptionValue('exit') as number | undefined) ?? EXIT.ok;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return EXIT.ok;
+      return EXIT.usage;
+    }
+    if (e instanceof UsageError || (e instanceof Error && /^cannot read/.test(e.message))) {
+      io.err(`error: ${e.message}`);
+      return EXIT.usage;
+    }
+    throw e;
+  }
+}
