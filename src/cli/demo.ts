@@ -13,8 +13,9 @@ import { EXIT, loadDir, parseNow, printDiagnostics, UsageError, type Io } from '
 import { parseConnection, resolveEnd } from './eval.js';
 import { diagnosticJson, summary, table } from './render.js';
 
-/** The sample estate shipped with bulkhead. */
-export const BUNDLED_ESTATE = fileURLToPath(new URL('../../examples/estate', import.meta.url));
+/** The sample estate shipped with bulkhead: its policy, and the flows its authors expect. */
+export const BUNDLED_ESTATE = fileURLToPath(new URL('../../examples/estate/policy', import.meta.url));
+export const BUNDLED_FLOWS = fileURLToPath(new URL('../../examples/estate/expected-flows.yaml', import.meta.url));
 
 /** One example flow with the verdict its authors expect (examples/estate/expected-flows.yaml). */
 export interface ExpectedFlow {
@@ -26,26 +27,30 @@ export interface ExpectedFlow {
   decidedBy?: string;
 }
 
-export function readExpectedFlows(path: string): ExpectedFlow[] {
+/** Reads a flows file: a list, or `{now, flows}` where `now` is the reference time for override expiry. */
+export function readExpectedFlows(path: string): { now?: Date; flows: ExpectedFlow[] } {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch {
-    return [];
+    throw new UsageError(`cannot read flows file \`${path}\``);
   }
   const data = parseYaml(text) as unknown;
   const list = Array.isArray(data) ? data : (data as { flows?: unknown })?.flows;
   if (!Array.isArray(list)) throw new UsageError(`${path}: expected a list of flows`);
-  return list as ExpectedFlow[];
+  const now = Array.isArray(data) ? undefined : parseNow(String((data as { now?: unknown }).now ?? '') || undefined);
+  return { now, flows: list as ExpectedFlow[] };
 }
 
-export function runDemo(opts: { estate?: string; out: string; now?: string }, io: Io): number {
+export function runDemo(opts: { estate?: string; flows?: string; out: string; now?: string }, io: Io): number {
   const estate = opts.estate ?? BUNDLED_ESTATE;
-  const now = parseNow(opts.now);
+  const flowsFile = opts.flows ?? (opts.estate ? undefined : BUNDLED_FLOWS);
+  const expected = flowsFile ? readExpectedFlows(flowsFile) : { flows: [] };
+  const now = parseNow(opts.now) ?? expected.now;
   mkdirSync(opts.out, { recursive: true });
   const step = (n: number, s: string) => io.out(`\n[${n}] ${s}`);
 
-  io.out(`bulkhead demo on ${opts.estate ? estate : 'the bundled sample estate'} (${estate})`);
+  io.out(`bulkhead demo on ${opts.estate ? estate : 'the bundled sample estate'} (${estate})${now ? `, as of ${now.toISOString()}` : ''}`);
 
   step(1, 'validate the policy: taxonomy, names, addresses, ports, selectors, references');
   const t0 = performance.now();
@@ -73,7 +78,7 @@ export function runDemo(opts: { estate?: string; out: string; now?: string }, io
 
   step(2, 'model: decide the example flows against the policy and explain each verdict');
   const ev = new Evaluator(c.ir);
-  const flows = readExpectedFlows(join(estate, 'expected-flows.yaml'));
+  const flows = expected.flows;
   const rows: string[][] = [['', 'verdict', 'expected', 'decided by', 'flow']];
   const results: (ExpectedFlow & { decision: Decision; ok: boolean })[] = [];
   let failures = 0;

@@ -65,8 +65,8 @@ Exit codes:
 
 Start with:
   bulkhead demo                       run the whole loop on the bundled sample estate
-  bulkhead validate examples/estate   check a policy directory
-  bulkhead eval examples/estate --from web-prod-dc1-1 --to db-prod-dc1-1 --port 5432/tcp`,
+  bulkhead validate examples/estate/policy  check a policy directory
+  bulkhead eval examples/estate/policy --from shop-prod-app-1 --to shop-prod-db-1 --port 5432/tcp`,
     );
 
   prog
@@ -76,7 +76,7 @@ Start with:
     .addOption(outputOption())
     .addOption(nowOption())
     .option('--strict', 'fail on warnings too')
-    .addHelpText('after', '\nExamples:\n  bulkhead validate examples/estate\n  bulkhead validate policy/ --output json | jq .diagnostics\n  bulkhead validate policy/ --now 2027-01-01T00:00:00Z   # which overrides will have expired')
+    .addHelpText('after', '\nExamples:\n  bulkhead validate examples/estate/policy\n  bulkhead validate policy/ --output json | jq .diagnostics\n  bulkhead validate policy/ --now 2027-01-01T00:00:00Z   # which overrides will have expired')
     .action((dir: string, opts) => {
       prog.setOptionValue('exit', runValidate(dir, opts, io));
     });
@@ -90,7 +90,7 @@ Start with:
     .requiredOption('--port <port/proto>', 'the connection: 5432/tcp, 53/udp, 8/icmp (ICMP type), 3:4/icmp (type:code)')
     .addOption(outputOption())
     .addOption(nowOption())
-    .addHelpText('after', '\nExamples:\n  bulkhead eval examples/estate --from web-prod-dc1-1 --to app-prod-dc1-1 --port 8080/tcp\n  bulkhead eval policy/ --from 203.0.113.9 --to 10.1.1.10 --port 443/tcp --output json')
+    .addHelpText('after', '\nExamples:\n  bulkhead eval examples/estate/policy --from shop-prod-web-1 --to shop-prod-app-1 --port 8080/tcp\n  bulkhead eval policy/ --from 203.0.113.9 --to 10.1.1.10 --port 443/tcp --output json')
     .action((dir: string, opts) => {
       prog.setOptionValue('exit', runEval(dir, opts, io));
     });
@@ -99,6 +99,7 @@ Start with:
     .command('demo')
     .description('run the whole loop on the bundled sample estate (or --estate) and write the outputs')
     .option('--estate <dir>', 'policy directory to use instead of the bundled sample estate')
+    .option('--flows <file>', 'example flows with expected verdicts (YAML list of {note, from, to, port, expect, decidedBy})')
     .option('--out <dir>', 'where to write the outputs', 'out/demo')
     .addOption(nowOption())
     .action((opts) => {

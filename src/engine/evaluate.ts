@@ -57,11 +57,31 @@ export interface Decision {
   readonly ingress: SideDecision | null;
 }
 
-interface Segment {
-  readonly overrides: Int32Array;
-  readonly denies: Int32Array;
-  readonly allows: Int32Array;
+/**
+ * The rules of one tier in one segment. A short list is scanned. A long list
+ * (a hub: a load balancer or a monitoring host with a rule per app) also gets
+ * an index from peer class to its first rule, so only its wide rules (many
+ * classes, or IP peers) are scanned.
+ */
+interface TierList {
+  /** Every rule, ascending: scanned when there is no index. */
+  readonly rules: Int32Array;
+  /** Peer class to the first narrow rule naming it; undefined for short lists. */
+  readonly byClass?: Map<number, number>;
+  /** The rules the index leaves out, ascending. */
+  readonly wide?: Int32Array;
 }
+
+interface Segment {
+  readonly overrides: TierList;
+  readonly denies: TierList;
+  readonly allows: TierList;
+}
+
+/** Lists longer than this get a peer-class index. */
+const INDEX_MIN = 12;
+/** A rule whose peer side has more classes than this stays in the scanned part of an index. */
+const NARROW_MAX = 64;
 
 interface SideTable {
   readonly starts: Float64Array;
@@ -118,6 +138,7 @@ export class Evaluator {
     this.tableOf = new Int32Array(ne * 2).fill(-1);
     this.modeOf = new Uint8Array(ne);
     const tableByKey = new Map<string, number>();
+    const sharedLists = new Map<string, TierList>();
     for (const e of ir.endpoints) {
       if (e.cls < 0) continue;
       const cls = ir.classes[e.cls];
@@ -129,7 +150,7 @@ export class Evaluator {
         let t = tableByKey.get(key);
         if (t === undefined) {
           t = this.tables.length;
-          this.tables.push(buildTable(list, ir));
+          this.tables.push(buildTable(list, dir, ir, sharedLists));
           tableByKey.set(key, t);
         }
         this.tableOf[e.id * 2 + dir] = t;
@@ -155,24 +176,36 @@ export class Evaluator {
     const seg = table.segments[lo];
     const pc = this.endpointClass[peer];
     const pa = this.endpointAtom[peer];
+    const o = this.first(seg.overrides, dir, pc, pa);
+    if (o >= 0) return sideCode(o, this.allow[o] === 1);
+    const d = this.first(seg.denies, dir, pc, pa);
+    if (d >= 0) return sideCode(d, false);
+    const a = this.first(seg.allows, dir, pc, pa);
+    if (a >= 0) return sideCode(a, true);
+    return 0;
+  }
+
+  /** The first rule of a tier list whose peer side holds the peer (class pc, atom pa); -1 if none. */
+  private first(list: TierList, dir: number, pc: number, pa: number): number {
     const classes = dir === EGRESS ? this.toClasses : this.fromClasses;
     const atoms = dir === EGRESS ? this.toAtoms : this.fromAtoms;
-    const o = seg.overrides;
-    for (let i = 0; i < o.length; i++) {
-      const r = o[i];
-      if ((pc >= 0 && classes[r].has(pc)) || atoms[r].has(pa)) return sideCode(r, this.allow[r] === 1);
+    if (list.byClass === undefined) {
+      const rules = list.rules;
+      for (let i = 0; i < rules.length; i++) {
+        const r = rules[i];
+        if ((pc >= 0 && classes[r].has(pc)) || atoms[r].has(pa)) return r;
+      }
+      return -1;
     }
-    const d = seg.denies;
-    for (let i = 0; i < d.length; i++) {
-      const r = d[i];
-      if ((pc >= 0 && classes[r].has(pc)) || atoms[r].has(pa)) return sideCode(r, false);
+    const indexed = pc >= 0 ? list.byClass.get(pc) : undefined;
+    const bound = indexed === undefined ? Infinity : indexed;
+    const wide = list.wide!;
+    for (let i = 0; i < wide.length; i++) {
+      const r = wide[i];
+      if (r > bound) break;
+      if ((pc >= 0 && classes[r].has(pc)) || atoms[r].has(pa)) return r;
     }
-    const a = seg.allows;
-    for (let i = 0; i < a.length; i++) {
-      const r = a[i];
-      if ((pc >= 0 && classes[r].has(pc)) || atoms[r].has(pa)) return sideCode(r, true);
-    }
-    return 0;
+    return indexed === undefined ? -1 : indexed;
   }
 
   private outcome(ep: number, code: number): Side {
@@ -276,7 +309,7 @@ function mergeSorted(a: readonly number[] | undefined, b: readonly number[] | un
 }
 
 /** Cuts the key space where the given rules' connection sets start or end, and files each rule under its segments. */
-function buildTable(ruleIdx: readonly number[], ir: Ir): SideTable {
+function buildTable(ruleIdx: readonly number[], dir: number, ir: Ir, shared: Map<string, TierList>): SideTable {
   const cuts = new Set<number>([0]);
   for (const r of ruleIdx) {
     const b = ir.rules[r].conns.boundaries();
@@ -311,6 +344,30 @@ function buildTable(ruleIdx: readonly number[], ir: Ir): SideTable {
   // INVARIANT: rule indexes ascend within each list, so overrides stay in their written order.
   return {
     starts,
-    segments: lists.map((l) => ({ overrides: Int32Array.from(l.overrides), denies: Int32Array.from(l.denies), allows: Int32Array.from(l.allows) })),
+    segments: lists.map((l) => ({ overrides: tierList(l.overrides, dir, ir, shared), denies: tierList(l.denies, dir, ir, shared), allows: tierList(l.allows, dir, ir, shared) })),
   };
+}
+
+const EMPTY_LIST: TierList = { rules: new Int32Array(0), byClass: undefined, wide: undefined };
+
+/** Makes a tier list, indexing long ones; identical long lists are built once. */
+function tierList(rules: readonly number[], dir: number, ir: Ir, shared: Map<string, TierList>): TierList {
+  if (rules.length === 0) return EMPTY_LIST;
+  if (rules.length < INDEX_MIN) return { rules: Int32Array.from(rules), byClass: undefined, wide: undefined };
+  const key = `${dir}:${rules.join(',')}`;
+  const known = shared.get(key);
+  if (known) return known;
+  const byClass = new Map<number, number>();
+  const wide: number[] = [];
+  for (const r of rules) {
+    const peer = dir === EGRESS ? ir.rules[r].to : ir.rules[r].from;
+    if (!peer.atoms.isEmpty() || peer.classes.count() > NARROW_MAX) {
+      wide.push(r);
+      continue;
+    }
+    for (const c of peer.classes.indices()) if (!byClass.has(c)) byClass.set(c, r);
+  }
+  const list: TierList = { rules: Int32Array.from(rules), byClass, wide: Int32Array.from(wide) };
+  shared.set(key, list);
+  return list;
 }
