@@ -8,7 +8,6 @@
  * side, and a scan of the few rules of one segment testing the peer's class
  * and atom bits. Tables are shared between endpoints with the same rules.
  */
-import type { Bits } from '../netset/bits.js';
 import { ConnSet } from '../netset/connset.js';
 import { formatAddr, type Addr } from '../netset/ip.js';
 import type { Mode, Tier } from '../model/types.js';
@@ -57,35 +56,15 @@ export interface Decision {
   readonly ingress: SideDecision | null;
 }
 
-/**
- * The rules of one tier in one segment. A short list is scanned. A long list
- * (a hub: a load balancer or a monitoring host with a rule per app) also gets
- * an index from peer class to its first rule, so only its wide rules (many
- * classes, or IP peers) are scanned.
- */
-interface TierList {
-  /** Every rule, ascending: scanned when there is no index. */
-  readonly rules: Int32Array;
-  /** Peer class to the first narrow rule naming it; undefined for short lists. */
-  readonly byClass?: Map<number, number>;
-  /** The rules the index leaves out, ascending. */
-  readonly wide?: Int32Array;
-}
-
-interface Segment {
-  readonly overrides: TierList;
-  readonly denies: TierList;
-  readonly allows: TierList;
-}
-
-/** Lists longer than this get a peer-class index. */
+/** Tier lists longer than this get a peer-class index (hubs: a load balancer or monitor with a rule per app). */
 const INDEX_MIN = 12;
 /** A rule whose peer side has more classes than this stays in the scanned part of an index. */
 const NARROW_MAX = 64;
 
-interface SideTable {
-  readonly starts: Float64Array;
-  readonly segments: readonly Segment[];
+/** The index of one long tier list: peer class to the first narrow rule naming it, and the rules it leaves out. */
+interface Hub {
+  readonly byClass: Map<number, number>;
+  readonly wide: Int32Array;
 }
 
 const EGRESS = 0;
@@ -96,34 +75,80 @@ function sideCode(rule: number, allow: boolean): number {
   return (rule + 1) * 2 + (allow ? 1 : 0);
 }
 
-/** Decides flows against one IR. Build once, decide many times. */
+export interface EvaluatorOptions {
+  /**
+   * log2 of the number of slots in the decision cache, a direct-mapped memo
+   * of (IPv4 source, IPv4 destination, connection) to the packed decision;
+   * 0 turns it off. Flow telemetry repeats the same conversations,
+   * so most decisions of a replay are cache hits. Default 18 (262,144 slots, 4 MB).
+   */
+  readonly cacheBits?: number;
+}
+
+/**
+ * Decides flows against one IR. Build once, decide many times.
+ *
+ * Layout: everything the hot path reads sits in a few flat typed arrays, so a
+ * decision touches few cache lines: per endpoint and direction a side table
+ * (`tableOf`); per table a run of segments (`tableSeg`, `segStart`); per
+ * segment three ascending rule lists (`segList` offsets into `lists`); per
+ * rule and direction its peer side as class bits and atom bits
+ * (`peerClass`, `peerAtom`, fixed stride).
+ */
 export class Evaluator {
-  private readonly tables: SideTable[] = [];
-  /** Side table index per endpoint and direction (endpoint * 2 + dir); -1 for unmanaged ends. */
   private readonly tableOf: Int32Array;
   /** Per endpoint: 0 none, 1 not evaluated, 2 test, 3 enforce. */
   private readonly modeOf: Uint8Array;
-  private readonly fromClasses: Bits[];
-  private readonly fromAtoms: Bits[];
-  private readonly toClasses: Bits[];
-  private readonly toAtoms: Bits[];
+  private readonly classWords: number;
+  private readonly atomWords: number;
+  /** Per direction: the peer side of every rule (EGRESS: its `to`, INGRESS: its `from`). */
+  private readonly peerClass: readonly [Uint32Array, Uint32Array];
+  private readonly peerAtom: readonly [Uint32Array, Uint32Array];
   private readonly allow: Uint8Array;
   private readonly endpointClass: Int32Array;
   private readonly endpointAtom: Int32Array;
+  private readonly tableSeg: Int32Array;
+  private readonly segStart: Float64Array;
+  /** Four offsets into `lists` per segment: overrides, denies, allows, end. */
+  private readonly segList: Int32Array;
+  private readonly lists: Int32Array;
+  /** Per segment and tier: index into `hubs`, or -1. */
+  private readonly segHub: Int32Array;
+  private readonly hubs: Hub[] = [];
+  private readonly cacheMask: number;
+  private readonly cacheSrc: Int32Array;
+  private readonly cacheDst: Int32Array;
+  private readonly cacheKey: Int32Array;
+  private readonly cacheVal: Int32Array;
+  private readonly cache6Src: bigint[];
+  private readonly cache6Dst: bigint[];
+  private readonly cache6Key: Int32Array;
+  private readonly cache6Mask: number;
+  private readonly cache6Val: Int32Array;
 
-  constructor(readonly ir: Ir) {
+  constructor(
+    readonly ir: Ir,
+    options: EvaluatorOptions = {},
+  ) {
     const rules = ir.rules;
-    this.fromClasses = rules.map((r) => r.from.classes);
-    this.fromAtoms = rules.map((r) => r.from.atoms);
-    this.toClasses = rules.map((r) => r.to.classes);
-    this.toAtoms = rules.map((r) => r.to.atoms);
+    const nc = ir.classes.length;
+    const na = ir.atoms.length;
+    this.classWords = Math.max(1, (nc + 31) >>> 5);
+    this.atomWords = Math.max(1, (na + 31) >>> 5);
+    const flat = (side: 'from' | 'to', what: 'classes' | 'atoms', stride: number) => {
+      const out = new Uint32Array(rules.length * stride);
+      rules.forEach((r, i) => {
+        for (const b of r[side][what].indices()) out[i * stride + (b >>> 5)] |= 1 << (b & 31);
+      });
+      return out;
+    };
+    this.peerClass = [flat('to', 'classes', this.classWords), flat('from', 'classes', this.classWords)];
+    this.peerAtom = [flat('to', 'atoms', this.atomWords), flat('from', 'atoms', this.atomWords)];
     this.allow = Uint8Array.from(rules, (r) => (r.rule.action === 'allow' ? 1 : 0));
     this.endpointClass = ir.endpointClass;
     this.endpointAtom = ir.endpointAtom;
 
     // Which rules apply, per class and per atom, in each direction.
-    const nc = ir.classes.length;
-    const na = ir.atoms.length;
     const byClass = [new Array<number[] | undefined>(nc), new Array<number[] | undefined>(nc)];
     const byAtom = [new Array<number[] | undefined>(na), new Array<number[] | undefined>(na)];
     const add = (arr: (number[] | undefined)[], i: number, r: number) => (arr[i] ??= []).push(r);
@@ -137,73 +162,105 @@ export class Evaluator {
     const ne = ir.endpoints.length;
     this.tableOf = new Int32Array(ne * 2).fill(-1);
     this.modeOf = new Uint8Array(ne);
-    const tableByKey = new Map<string, number>();
-    const sharedLists = new Map<string, TierList>();
+    const out = newTableOut();
+    // Tables are shared by endpoints whose applicable rules are the same: found by a hash of the list, then compared.
+    const tableByHash = new Map<number, { dir: number; list: Int32Array; table: number }[]>();
     for (const e of ir.endpoints) {
       if (e.cls < 0) continue;
       const cls = ir.classes[e.cls];
       if (!cls.managed) continue;
       this.modeOf[e.id] = cls.mode === 'enforce' ? 3 : cls.mode === 'test' ? 2 : 1;
       for (const dir of [EGRESS, INGRESS]) {
-        const list = mergeSorted(byClass[dir][e.cls], byAtom[dir][e.atom]);
-        const key = list.join(',');
-        let t = tableByKey.get(key);
+        const c = byClass[dir][e.cls];
+        const a = byAtom[dir][e.atom];
+        const list = mergeSorted(c, a);
+        let hash = dir + 1;
+        for (let i = 0; i < list.length; i++) hash = Math.imul(hash ^ list[i], 0x01000193);
+        let bucket = tableByHash.get(hash);
+        if (!bucket) tableByHash.set(hash, (bucket = []));
+        let t = bucket.find((x) => x.dir === dir && sameList(x.list, list))?.table;
         if (t === undefined) {
-          t = this.tables.length;
-          this.tables.push(buildTable(list, dir, ir, sharedLists));
-          tableByKey.set(key, t);
+          t = out.tableSeg.length - 1;
+          appendTable(list, dir, ir, out, this.hubs);
+          bucket.push({ dir, list, table: t });
         }
         this.tableOf[e.id * 2 + dir] = t;
       }
     }
+    this.tableSeg = out.tableSeg.done();
+    this.segStart = out.segStart.done();
+    this.segList = out.segList.done();
+    this.lists = out.lists.done();
+    this.segHub = out.segHub.done();
+
+    const bits = options.cacheBits ?? 18;
+    const size = bits > 0 ? 1 << bits : 0;
+    this.cacheMask = size - 1;
+    this.cacheSrc = new Int32Array(size);
+    this.cacheDst = new Int32Array(size);
+    this.cacheKey = new Int32Array(size).fill(-1);
+    this.cacheVal = new Int32Array(size);
+    // IPv6 flows are fewer: a cache an eighth the size.
+    const size6 = size >>> 3;
+    this.cache6Mask = size6 - 1;
+    this.cache6Src = new Array<bigint>(size6).fill(0n);
+    this.cache6Dst = new Array<bigint>(size6).fill(0n);
+    this.cache6Key = new Int32Array(size6).fill(-1);
+    this.cache6Val = new Int32Array(size6);
   }
 
   /** How many distinct side tables were built (shared between endpoints). */
   get tableCount(): number {
-    return this.tables.length;
+    return this.tableSeg.length - 1;
   }
 
   /** One side's own decision for a flow, packed (see sideCode). */
-  private side(table: SideTable, dir: number, peer: number, key: number): number {
-    const starts = table.starts;
-    let lo = 0;
-    let hi = starts.length - 1;
+  private side(table: number, dir: number, peer: number, key: number): number {
+    const starts = this.segStart;
+    let lo = this.tableSeg[table];
+    let hi = this.tableSeg[table + 1] - 1;
     while (lo < hi) {
       const mid = (lo + hi + 1) >>> 1;
       if (starts[mid] <= key) lo = mid;
       else hi = mid - 1;
     }
-    const seg = table.segments[lo];
     const pc = this.endpointClass[peer];
     const pa = this.endpointAtom[peer];
-    const o = this.first(seg.overrides, dir, pc, pa);
+    const l = lo * 4;
+    const segList = this.segList;
+    const o = this.first(segList[l], segList[l + 1], this.segHub[lo * 3], dir, pc, pa);
     if (o >= 0) return sideCode(o, this.allow[o] === 1);
-    const d = this.first(seg.denies, dir, pc, pa);
+    const d = this.first(segList[l + 1], segList[l + 2], this.segHub[lo * 3 + 1], dir, pc, pa);
     if (d >= 0) return sideCode(d, false);
-    const a = this.first(seg.allows, dir, pc, pa);
+    const a = this.first(segList[l + 2], segList[l + 3], this.segHub[lo * 3 + 2], dir, pc, pa);
     if (a >= 0) return sideCode(a, true);
     return 0;
   }
 
-  /** The first rule of a tier list whose peer side holds the peer (class pc, atom pa); -1 if none. */
-  private first(list: TierList, dir: number, pc: number, pa: number): number {
-    const classes = dir === EGRESS ? this.toClasses : this.fromClasses;
-    const atoms = dir === EGRESS ? this.toAtoms : this.fromAtoms;
-    if (list.byClass === undefined) {
-      const rules = list.rules;
-      for (let i = 0; i < rules.length; i++) {
-        const r = rules[i];
-        if ((pc >= 0 && classes[r].has(pc)) || atoms[r].has(pa)) return r;
+  /** Whether rule r's peer side (for direction dir) holds the peer of class pc (-1: no workload) and atom pa. */
+  private holds(r: number, dir: number, pc: number, pa: number): boolean {
+    if (pc >= 0 && (this.peerClass[dir][r * this.classWords + (pc >>> 5)] >>> (pc & 31)) & 1) return true;
+    return ((this.peerAtom[dir][r * this.atomWords + (pa >>> 5)] >>> (pa & 31)) & 1) === 1;
+  }
+
+  /** The first rule in lists[from, to) whose peer side holds the peer; -1 if none. */
+  private first(from: number, to: number, hub: number, dir: number, pc: number, pa: number): number {
+    const lists = this.lists;
+    if (hub < 0) {
+      for (let i = from; i < to; i++) {
+        const r = lists[i];
+        if (this.holds(r, dir, pc, pa)) return r;
       }
       return -1;
     }
-    const indexed = pc >= 0 ? list.byClass.get(pc) : undefined;
+    const h = this.hubs[hub];
+    const indexed = pc >= 0 ? h.byClass.get(pc) : undefined;
     const bound = indexed === undefined ? Infinity : indexed;
-    const wide = list.wide!;
+    const wide = h.wide;
     for (let i = 0; i < wide.length; i++) {
       const r = wide[i];
       if (r > bound) break;
-      if ((pc >= 0 && classes[r].has(pc)) || atoms[r].has(pa)) return r;
+      if (this.holds(r, dir, pc, pa)) return r;
     }
     return indexed === undefined ? -1 : indexed;
   }
@@ -223,22 +280,64 @@ export class Evaluator {
    * (0 for the default deny or nothing).
    */
   decideCode(src: Addr, dst: Addr, proto: number, port: number): number {
-    const se = this.ir.addressMap.lookup(src);
-    const de = this.ir.addressMap.lookup(dst);
-    return this.decideEndpoints(se, de, proto * 65536 + port);
-  }
-
-  /** decideCode for IPv4 addresses held as numbers. */
-  decideV4(src: number, dst: number, proto: number, port: number): number {
+    if (typeof src === 'number' && typeof dst === 'number') return this.decideV4(src, dst, proto, port);
+    if (typeof src === 'bigint' && typeof dst === 'bigint') return this.decideV6(src, dst, proto, port);
     const map = this.ir.addressMap;
-    return this.decideEndpoints(map.lookupV4(src), map.lookupV4(dst), proto * 65536 + port);
+    return this.compute(map.lookup(src), map.lookup(dst), proto * 65536 + port);
   }
 
-  private decideEndpoints(se: number, de: number, key: number): number {
+  /** decideCode for IPv4 addresses held as numbers; repeated conversations are answered from the decision cache. */
+  decideV4(src: number, dst: number, proto: number, port: number): number {
+    const key = proto * 65536 + port;
+    const mask = this.cacheMask;
+    const s32 = src | 0;
+    const d32 = dst | 0;
+    let slot = -1;
+    if (mask >= 0) {
+      slot = (Math.imul(s32, 0x9e3779b1) ^ Math.imul(d32, 0x85ebca77) ^ Math.imul(key, 0xc2b2ae3d)) >>> 0;
+      slot = (slot ^ (slot >>> 15)) & mask;
+      // INVARIANT: cacheKey holds -1 in empty slots, and no real key is negative.
+      if (this.cacheKey[slot] === key && this.cacheSrc[slot] === s32 && this.cacheDst[slot] === d32) return this.cacheVal[slot];
+    }
+    const map = this.ir.addressMap;
+    const v = this.compute(map.lookupV4(src), map.lookupV4(dst), key);
+    if (slot >= 0) {
+      this.cacheSrc[slot] = s32;
+      this.cacheDst[slot] = d32;
+      this.cacheKey[slot] = key;
+      this.cacheVal[slot] = v;
+    }
+    return v;
+  }
+
+  /** decideCode for IPv6 addresses, with a decision cache of its own. */
+  decideV6(src: bigint, dst: bigint, proto: number, port: number): number {
+    const key = proto * 65536 + port;
+    const mask = this.cache6Mask;
+    let slot = -1;
+    if (mask >= 0) {
+      const s32 = Number(BigInt.asUintN(32, src)) | 0;
+      const d32 = Number(BigInt.asUintN(32, dst)) | 0;
+      slot = (Math.imul(s32, 0x9e3779b1) ^ Math.imul(d32, 0x85ebca77) ^ Math.imul(key, 0xc2b2ae3d)) >>> 0;
+      slot = (slot ^ (slot >>> 15)) & mask;
+      if (this.cache6Key[slot] === key && this.cache6Src[slot] === src && this.cache6Dst[slot] === dst) return this.cache6Val[slot];
+    }
+    const map = this.ir.addressMap;
+    const v = this.compute(map.lookupV6(src), map.lookupV6(dst), key);
+    if (slot >= 0) {
+      this.cache6Src[slot] = src;
+      this.cache6Dst[slot] = dst;
+      this.cache6Key[slot] = key;
+      this.cache6Val[slot] = v;
+    }
+    return v;
+  }
+
+  private compute(se: number, de: number, key: number): number {
     const te = this.tableOf[se * 2 + EGRESS];
     const ti = this.tableOf[de * 2 + INGRESS];
-    const ce = te >= 0 ? this.side(this.tables[te], EGRESS, de, key) : 0;
-    const ci = ti >= 0 ? this.side(this.tables[ti], INGRESS, se, key) : 0;
+    const ce = te >= 0 ? this.side(te, EGRESS, de, key) : 0;
+    const ci = ti >= 0 ? this.side(ti, INGRESS, se, key) : 0;
     const v = combine(this.outcome(se, ce), this.outcome(de, ci));
     const sideBits = v >> 2;
     const code = sideBits === SIDE_EGRESS ? ce : sideBits === SIDE_INGRESS ? ci : 0;
@@ -251,14 +350,14 @@ export class Evaluator {
     const se = map.lookup(flow.src);
     const de = map.lookup(flow.dst);
     const key = flow.proto * 65536 + flow.port;
-    const packed = this.decideEndpoints(se, de, key);
+    const packed = this.compute(se, de, key);
     const verdict = VERDICTS[packed & 3];
     const sideBits = (packed >> 2) & 3;
     const ruleIdx = (packed >> 4) - 1;
     const te = this.tableOf[se * 2 + EGRESS];
     const ti = this.tableOf[de * 2 + INGRESS];
-    const egress = te >= 0 ? this.sideDecision(flow.src, se, this.side(this.tables[te], EGRESS, de, key)) : null;
-    const ingress = ti >= 0 ? this.sideDecision(flow.dst, de, this.side(this.tables[ti], INGRESS, se, key)) : null;
+    const egress = te >= 0 ? this.sideDecision(flow.src, se, this.side(te, EGRESS, de, key)) : null;
+    const ingress = ti >= 0 ? this.sideDecision(flow.dst, de, this.side(ti, INGRESS, se, key)) : null;
     const decider = sideBits === SIDE_EGRESS ? egress : sideBits === SIDE_INGRESS ? ingress : null;
     return {
       verdict,
@@ -295,34 +394,85 @@ export class Evaluator {
   }
 }
 
-function mergeSorted(a: readonly number[] | undefined, b: readonly number[] | undefined): number[] {
-  if (!a) return b ? [...b] : [];
-  if (!b) return [...a];
-  const out: number[] = [];
+/** The union of two ascending lists, ascending, without duplicates. */
+function mergeSorted(a: readonly number[] | undefined, b: readonly number[] | undefined): Int32Array {
+  if (!a) return Int32Array.from(b ?? []);
+  if (!b) return Int32Array.from(a);
+  const out = new Int32Array(a.length + b.length);
+  let n = 0;
   let i = 0;
   let j = 0;
   while (i < a.length || j < b.length) {
     const x = j >= b.length || (i < a.length && a[i] <= b[j]) ? a[i++] : b[j++];
-    if (out.length === 0 || out[out.length - 1] !== x) out.push(x);
+    if (n === 0 || out[n - 1] !== x) out[n++] = x;
   }
+  return out.slice(0, n);
+}
+
+function sameList(a: Int32Array, b: Int32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** A growable typed array of numbers: the evaluator's tables are built into these without garbage. */
+class Grow<T extends Int32Array | Float64Array> {
+  private buf: T;
+  length = 0;
+  constructor(private readonly make: (n: number) => T) {
+    this.buf = make(1024);
+  }
+  push(v: number): void {
+    if (this.length === this.buf.length) {
+      const next = this.make(this.buf.length * 2);
+      next.set(this.buf);
+      this.buf = next;
+    }
+    this.buf[this.length++] = v;
+  }
+  done(): T {
+    return this.buf.slice(0, this.length) as T;
+  }
+}
+
+/** The flat arrays tables are appended to while the evaluator is built. */
+interface TableOut {
+  tableSeg: Grow<Int32Array>;
+  segStart: Grow<Float64Array>;
+  segList: Grow<Int32Array>;
+  lists: Grow<Int32Array>;
+  segHub: Grow<Int32Array>;
+  /** Hubs already built, by direction and rule list. */
+  hubKeys: Map<string, number>;
+}
+
+function newTableOut(): TableOut {
+  const i32 = (n: number) => new Int32Array(n);
+  const out: TableOut = { tableSeg: new Grow(i32), segStart: new Grow((n) => new Float64Array(n)), segList: new Grow(i32), lists: new Grow(i32), segHub: new Grow(i32), hubKeys: new Map() };
+  out.tableSeg.push(0);
   return out;
 }
 
-/** Cuts the key space where the given rules' connection sets start or end, and files each rule under its segments. */
-function buildTable(ruleIdx: readonly number[], dir: number, ir: Ir, shared: Map<string, TierList>): SideTable {
-  const cuts = new Set<number>([0]);
-  for (const r of ruleIdx) {
-    const b = ir.rules[r].conns.boundaries();
+/** Cuts the key space where the given rules' connection sets start or end, files each rule under its segments, and appends the table. */
+function appendTable(ruleIdx: ArrayLike<number>, dir: number, ir: Ir, out: TableOut, hubs: Hub[]): void {
+  let size = 1;
+  for (let k = 0; k < ruleIdx.length; k++) size += ir.rules[ruleIdx[k]].conns.boundaries().length;
+  const cutList = new Float64Array(size);
+  let m = 1; // cutList[0] = 0: every table starts at key 0
+  for (let k = 0; k < ruleIdx.length; k++) {
+    const b = ir.rules[ruleIdx[k]].conns.boundaries();
     for (let i = 0; i < b.length; i += 2) {
-      cuts.add(b[i]);
-      cuts.add(b[i + 1] + 1);
+      cutList[m++] = b[i];
+      if (b[i + 1] < ConnSet.MAX_KEY) cutList[m++] = b[i + 1] + 1;
     }
   }
-  const starts = Float64Array.from([...cuts].filter((c) => c <= ConnSet.MAX_KEY).sort((a, b) => a - b));
-  const lists = Array.from({ length: starts.length }, () => ({ overrides: [] as number[], denies: [] as number[], allows: [] as number[] }));
+  const sorted = cutList.subarray(0, m).sort();
+  let n = 0;
+  for (let i = 0; i < m; i++) if (n === 0 || sorted[n - 1] !== sorted[i]) sorted[n++] = sorted[i];
+  const starts = sorted; // the first n entries
   const segAt = (key: number) => {
     let lo = 0;
-    let hi = starts.length - 1;
+    let hi = n - 1;
     while (lo < hi) {
       const mid = (lo + hi + 1) >>> 1;
       if (starts[mid] <= key) lo = mid;
@@ -330,33 +480,54 @@ function buildTable(ruleIdx: readonly number[], dir: number, ir: Ir, shared: Map
     }
     return lo;
   };
-  for (const r of ruleIdx) {
-    const rule = ir.rules[r].rule;
-    const b = ir.rules[r].conns.boundaries();
-    for (let i = 0; i < b.length; i += 2) {
-      const end = segAt(b[i + 1]);
-      for (let s = segAt(b[i]); s <= end; s++) {
-        const l = lists[s];
-        (rule.tier === 'override' ? l.overrides : rule.tier === 'deny' ? l.denies : l.allows).push(r);
+  const tierOf = (r: number) => {
+    const t = ir.rules[r].rule.tier;
+    return t === 'override' ? 0 : t === 'deny' ? 1 : 2;
+  };
+  // Two passes over the rules: count each (segment, tier) list, then fill the lists in place.
+  const counts = new Int32Array(n * 3);
+  const each = (f: (slot: number, r: number) => void) => {
+    for (let k = 0; k < ruleIdx.length; k++) {
+      const r = ruleIdx[k];
+      const t = tierOf(r);
+      const b = ir.rules[r].conns.boundaries();
+      for (let i = 0; i < b.length; i += 2) {
+        const end = segAt(b[i + 1]);
+        for (let s = segAt(b[i]); s <= end; s++) f(s * 3 + t, r);
       }
     }
-  }
-  // INVARIANT: rule indexes ascend within each list, so overrides stay in their written order.
-  return {
-    starts,
-    segments: lists.map((l) => ({ overrides: tierList(l.overrides, dir, ir, shared), denies: tierList(l.denies, dir, ir, shared), allows: tierList(l.allows, dir, ir, shared) })),
   };
+  each((slot) => counts[slot]++);
+  const base = out.lists.length;
+  const cursor = new Int32Array(n * 3);
+  let total = 0;
+  for (let slot = 0; slot < n * 3; slot++) {
+    cursor[slot] = total;
+    total += counts[slot];
+  }
+  const filled = new Int32Array(total);
+  each((slot, r) => (filled[cursor[slot]++] = r));
+  // INVARIANT: rules are visited in ascending index order, so every list ascends and overrides keep their written order.
+  let at = 0;
+  for (let s = 0; s < n; s++) {
+    out.segStart.push(starts[s]);
+    for (let t = 0; t < 3; t++) {
+      const len = counts[s * 3 + t];
+      out.segList.push(base + at);
+      out.segHub.push(len >= INDEX_MIN ? hubFor(filled.subarray(at, at + len), dir, ir, out, hubs) : -1);
+      at += len;
+    }
+    out.segList.push(base + at);
+  }
+  for (let i = 0; i < total; i++) out.lists.push(filled[i]);
+  out.tableSeg.push(out.segStart.length);
 }
 
-const EMPTY_LIST: TierList = { rules: new Int32Array(0), byClass: undefined, wide: undefined };
-
-/** Makes a tier list, indexing long ones; identical long lists are built once. */
-function tierList(rules: readonly number[], dir: number, ir: Ir, shared: Map<string, TierList>): TierList {
-  if (rules.length === 0) return EMPTY_LIST;
-  if (rules.length < INDEX_MIN) return { rules: Int32Array.from(rules), byClass: undefined, wide: undefined };
+/** Builds (or finds) the peer-class index of a long tier list. */
+function hubFor(rules: Int32Array, dir: number, ir: Ir, out: TableOut, hubs: Hub[]): number {
   const key = `${dir}:${rules.join(',')}`;
-  const known = shared.get(key);
-  if (known) return known;
+  const known = out.hubKeys.get(key);
+  if (known !== undefined) return known;
   const byClass = new Map<number, number>();
   const wide: number[] = [];
   for (const r of rules) {
@@ -367,7 +538,7 @@ function tierList(rules: readonly number[], dir: number, ir: Ir, shared: Map<str
     }
     for (const c of peer.classes.indices()) if (!byClass.has(c)) byClass.set(c, r);
   }
-  const list: TierList = { rules: Int32Array.from(rules), byClass, wide: Int32Array.from(wide) };
-  shared.set(key, list);
-  return list;
+  hubs.push({ byClass, wide: Int32Array.from(wide) });
+  out.hubKeys.set(key, hubs.length - 1);
+  return hubs.length - 1;
 }

@@ -21,7 +21,7 @@ import { IpSet, prefixRange, type Addr, type Prefix } from '../netset/ip.js';
 import { LpmTable } from '../netset/lpm.js';
 import { Diagnostics, q } from '../model/diagnostic.js';
 import type { Labels, Selector, SelectorNode } from '../model/selector.js';
-import type { Mode, Peer, Policy, Rule, Workload } from '../model/types.js';
+import type { Mode, ModeRule, Peer, Policy, Rule, Workload } from '../model/types.js';
 
 /** Workloads that no rule can tell apart. */
 export interface WorkloadClass {
@@ -95,12 +95,29 @@ export interface BuildOptions {
  * with an endpoint id; a lookup is one binary search.
  */
 export class AddressMap {
+  /**
+   * For IPv4, the first range index of each /16 (65,537 entries): a lookup
+   * reads one slot and binary-searches the few ranges of its /16 only.
+   */
+  private readonly v4Bucket: Int32Array;
+
   private constructor(
     private readonly v4Starts: Float64Array,
     private readonly v4Values: Int32Array,
     private readonly v6Starts: readonly bigint[],
     private readonly v6Values: Int32Array,
-  ) {}
+  ) {
+    const bucket = new Int32Array(65537);
+    let r = 0;
+    for (let b = 0; b < 65536; b++) {
+      // The range holding the first address of /16 number b.
+      const base = b * 65536;
+      while (r + 1 < v4Starts.length && v4Starts[r + 1] <= base) r++;
+      bucket[b] = r;
+    }
+    bucket[65536] = v4Starts.length - 1;
+    this.v4Bucket = bucket;
+  }
 
   /** Builds from the sorted cut points of each family and a function giving the value of the segment starting at each. */
   static build(v4Cuts: readonly number[], v6Cuts: readonly bigint[], valueAt: (a: Addr) => number): AddressMap {
@@ -128,9 +145,10 @@ export class AddressMap {
   /** The endpoint of an IPv4 address held as a number. */
   lookupV4(a: number): number {
     const s = this.v4Starts;
-    let lo = 0;
-    let hi = s.length - 1;
-    // INVARIANT: s[0] === 0, so the answer is the last start <= a.
+    const b = (a / 65536) | 0;
+    // INVARIANT: s[0] === 0, so the answer is the last start <= a, found between the buckets of a's /16 and the next.
+    let lo = this.v4Bucket[b];
+    let hi = this.v4Bucket[b + 1];
     while (lo < hi) {
       const mid = (lo + hi + 1) >>> 1;
       if (s[mid] <= a) lo = mid;
@@ -182,30 +200,49 @@ export function buildIr(policy: Policy, options: BuildOptions = {}): Ir {
   const timings: { pass: string; ms: number }[] = [];
   const workloads = policy.workloads;
 
-  // Pass 1: modes. Workloads with the same labels get the same mode from `modes`, so decide per label set.
   const named = new Set<string>();
   for (const r of policy.rules) for (const p of [...r.from, ...r.to]) if (p.kind === 'workload') named.add(p.name);
 
+  // Workloads with the same labels get the same mode from `modes`: resolve the mode scopes once per label set, with bitsets.
+  const { groupOf, groupMode } = timed(timings, 'modes', () => {
+    const byKey = new Map<string, number>();
+    const groups: { labels: Labels; needsMode?: Workload }[] = [];
+    const groupOf = new Int32Array(workloads.length);
+    workloads.forEach((w, i) => {
+      const lk = labelsKey(w.labels);
+      let g = byKey.get(lk);
+      if (g === undefined) {
+        g = groups.length;
+        byKey.set(lk, g);
+        groups.push({ labels: w.labels });
+      }
+      groupOf[i] = g;
+      if (w.managed && w.mode === undefined) groups[g].needsMode ??= w;
+    });
+    const selectGroups = selectorResolver(groups);
+    const groupMode: (Mode | undefined)[] = new Array(groups.length);
+    const setBy: ModeRule[] = new Array(groups.length);
+    for (const m of policy.modes) {
+      for (const g of selectGroups(m.scope).indices()) {
+        if (groupMode[g] === undefined) {
+          groupMode[g] = m.mode;
+          setBy[g] = m;
+        } else if (groupMode[g] !== m.mode && groups[g].needsMode) {
+          diags.error('BH702', `workload ${q(groups[g].needsMode!.name)} gets two modes: ${q(groupMode[g]!)} and ${q(m.mode)}`, m.loc, `the scope ${q(setBy[g].scope.source)} also matches it; set \`mode\` on the workload or narrow one scope`);
+        }
+      }
+    }
+    return { groupOf, groupMode };
+  });
+
   const { classes, classOf } = timed(timings, 'classes', () => {
-    const modeByLabels = new Map<string, Mode>();
     const classByKey = new Map<string, number>();
     const classes: { id: number; labels: Labels; managed: boolean; mode: Mode | undefined; members: number[]; named?: string }[] = [];
     const classOf = new Int32Array(workloads.length);
     workloads.forEach((w, i) => {
-      const lk = labelsKey(w.labels);
-      let mode: Mode | undefined;
-      if (w.managed) {
-        mode = w.mode;
-        if (mode === undefined) {
-          mode = modeByLabels.get(lk);
-          if (mode === undefined) {
-            mode = modeFor(w, policy, diags);
-            modeByLabels.set(lk, mode);
-          }
-        }
-      }
+      const mode = w.managed ? (w.mode ?? groupMode[groupOf[i]] ?? policy.defaultMode) : undefined;
       const name = named.has(w.name) ? w.name : undefined;
-      const key = `${w.managed ? 'm' : 'u'}|${mode ?? ''}|${name ?? ''}|${lk}`;
+      const key = `${w.managed ? 'm' : 'u'}|${mode ?? ''}|${name ?? ''}|${groupOf[i]}`;
       let id = classByKey.get(key);
       if (id === undefined) {
         id = classes.length;
@@ -225,9 +262,23 @@ export function buildIr(policy: Policy, options: BuildOptions = {}): Ir {
   const classOfWorkload = new Map<string, number>();
   workloads.forEach((w, i) => classOfWorkload.set(w.name, classOf[i]));
   const reportedEmpty = new Set<string>();
+  const sideCache = new Map<string, { classes: Bits; ips: IpSet }>();
   const resolved = timed(timings, 'resolve-peers', () =>
     policy.rules.map((rule) => {
       const side = (peers: readonly Peer[]) => {
+        // Many rules share a side (`all()`, a shared-services group): resolve each distinct one once.
+        let key = '';
+        let scoped = false;
+        for (const p of peers) {
+          key += p.kind === 'selector' ? `s${p.global ? 'g' : ''}:${p.selector.toString()}\u0000` : p.kind === 'workload' ? `w:${p.name}\u0000` : p.kind === 'ips' ? `i:${p.name}\u0000` : '*\u0000';
+          if (p.kind === 'selector' && !p.global) scoped = true;
+        }
+        if (scoped) key += `@${rule.scope.toString()}`;
+        let known = sideCache.get(key);
+        if (!known) sideCache.set(key, (known = resolveSide(peers)));
+        return known;
+      };
+      const resolveSide = (peers: readonly Peer[]) => {
         const cls = new BitsBuilder(nClasses);
         let ips = IpSet.EMPTY;
         for (const p of peers) {
@@ -364,36 +415,22 @@ export function buildIr(policy: Policy, options: BuildOptions = {}): Ir {
   };
 }
 
-/** The mode of a managed workload with no mode of its own: from `modes`, else the default. */
-function modeFor(w: Workload, policy: Policy, diags: Diagnostics): Mode {
-  let found: { mode: Mode; rule: (typeof policy.modes)[number] } | undefined;
-  for (const m of policy.modes) {
-    if (!m.scope.matches(w.labels)) continue;
-    if (found && found.mode !== m.mode) {
-      diags.error('BH702', `workload ${q(w.name)} gets two modes: ${q(found.mode)} and ${q(m.mode)}`, m.loc, `the scope ${q(found.rule.scope.source)} also matches it; set \`mode\` on the workload or narrow one scope`);
-      continue;
-    }
-    found ??= { mode: m.mode, rule: m };
-  }
-  return found?.mode ?? policy.defaultMode;
-}
-
 // ---------------------------------------------------------------- selectors over classes
 
 /**
  * Resolves selectors to class bitsets through an inverted index of label
  * values: a selector costs a few bitset operations, whatever the class count.
  */
-function selectorResolver(classes: readonly WorkloadClass[]): (sel: Selector) => Bits {
-  const n = classes.length;
+function selectorResolver(items: readonly { readonly labels: Labels }[]): (sel: Selector) => Bits {
+  const n = items.length;
   const index = new Map<string, Map<string, BitsBuilder>>();
-  classes.forEach((c) => {
+  items.forEach((c, id) => {
     for (const [k, v] of Object.entries(c.labels)) {
       let byValue = index.get(k);
       if (!byValue) index.set(k, (byValue = new Map()));
       let b = byValue.get(v);
       if (!b) byValue.set(v, (b = new BitsBuilder(n)));
-      b.set(c.id);
+      b.set(id);
     }
   });
   const frozen = new Map<string, Map<string, Bits>>();
