@@ -4,7 +4,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { EXIT, loadDir, parseNow, printDiagnostics, UsageError, type Io } from './common.js';
-import { summary, diagnosticJson } from './render.js';
+import { diagnosticJson, plural, summary } from './render.js';
 import { runEval } from './eval.js';
 import { runDemo } from './demo.js';
 import { runGenerate } from './generate.js';
@@ -40,7 +40,7 @@ function runValidate(dir: string, opts: { output: string; now?: string; strict?:
     );
   } else {
     printDiagnostics(items, c.texts, io);
-    const s = `${c.policy.workloads.length} workloads in ${c.ir.classes.length} groups, ${c.ir.rules.length} rules, ${c.policy.iplists.size} IP lists, ${c.policy.services.size} services`;
+    const s = `${plural(c.policy.workloads.length, 'workload')} in ${plural(c.ir.classes.length, 'group')}, ${plural(c.ir.rules.length, 'rule')}, ${plural(c.policy.iplists.size, 'IP list')}, ${plural(c.policy.services.size, 'service')}`;
     io.err(`${failed ? 'policy has problems' : 'policy is valid'}: ${summary(errors, warnings)}; ${s}`);
   }
   return failed ? EXIT.policyErrors : EXIT.ok;

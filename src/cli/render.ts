@@ -33,9 +33,13 @@ export function renderDiagnostic(d: Diagnostic, texts: ReadonlyMap<string, strin
   return lines.join('\n');
 }
 
+/** "1 workload", "2 workloads" */
+export function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
 /** "2 errors, 1 warning" */
 export function summary(errors: number, warnings: number): string {
-  const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? '' : 's'}`;
   return `${plural(errors, 'error')}, ${plural(warnings, 'warning')}`;
 }
 
