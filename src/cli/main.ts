@@ -8,6 +8,7 @@ import { diagnosticJson, plural, summary } from './render.js';
 import { runEval } from './eval.js';
 import { runDemo } from './demo.js';
 import { runGenerate } from './generate.js';
+import { register as registerCompile } from './compile.js';
 
 const defaultIo = (): Io => ({
   out: (s) => process.stdout.write(s + '\n'),
@@ -118,6 +119,7 @@ Start with:
       prog.setOptionValue('exit', runGenerate(opts, io));
     });
 
+  registerCompile(prog, io);
   return prog;
 }
 

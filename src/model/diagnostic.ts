@@ -42,6 +42,8 @@ export const CODES = {
   BH702: 'conflicting modes',
   BH703: 'invalid date',
   BH801: 'invalid inventory row',
+  BH901: 'target cannot express',
+  BH902: 'restriction not enforced',
 } as const;
 
 export type Code = keyof typeof CODES;

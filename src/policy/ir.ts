@@ -17,7 +17,7 @@
  */
 import { Bits, BitsBuilder } from '../netset/bits.js';
 import type { ConnSet } from '../netset/connset.js';
-import { IpSet, prefixRange, type Addr, type Prefix } from '../netset/ip.js';
+import { IpSet, MAX_V4, MAX_V6, prefixRange, type Addr, type Prefix } from '../netset/ip.js';
 import { LpmTable } from '../netset/lpm.js';
 import { Diagnostics, q } from '../model/diagnostic.js';
 import type { Labels, Selector, SelectorNode } from '../model/selector.js';
@@ -171,6 +171,14 @@ export class AddressMap {
 
   lookup(a: Addr): number {
     return typeof a === 'number' ? this.lookupV4(a) : this.lookupV6(a);
+  }
+
+  /** Every range as [lo, hi, endpoint]: IPv4 ranges (numbers) first, then IPv6 (bigints). */
+  *segments(): Generator<readonly [number, number, number] | readonly [bigint, bigint, number]> {
+    const s4 = this.v4Starts;
+    for (let i = 0; i < s4.length; i++) yield [s4[i], i + 1 < s4.length ? s4[i + 1] - 1 : MAX_V4, this.v4Values[i]] as const;
+    const s6 = this.v6Starts;
+    for (let i = 0; i < s6.length; i++) yield [s6[i], i + 1 < s6.length ? s6[i + 1] - 1n : MAX_V6, this.v6Values[i]] as const;
   }
 
   get rangeCount(): number {

@@ -1,0 +1,212 @@
+/**
+ * The nftables backend: one ruleset per managed workload, in one `inet`
+ * table owned by bulkhead. Pure: text in, text out; `nft -c` checks it in
+ * the adapters and tests.
+ *
+ * Shape of a host's table (a single `nft -f` transaction replaces only it):
+ *
+ *   table inet bulkhead {
+ *     set peer4_0 { type ipv4_addr; flags interval; elements = { … } }   one per distinct peer address set
+ *     chain input  { hook input;  established/related, loopback, failsafe, then jump ingress }
+ *     chain output { hook output; established/related, loopback, failsafe, then jump egress }
+ *     chain ingress { overrides in order, denies, allows, the default }
+ *     chain egress  { … the same for the destination side }
+ *   }
+ *
+ * Rules name peer groups through named sets, so the rule count grows with the
+ * policy's rules, not with the number of workloads.
+ */
+import { formatAddr, formatPrefix, IpSet, type Prefix } from '../netset/ip.js';
+import { BigIntervalSet, IntervalSet } from '../netset/interval.js';
+import { PROTOCOLS } from '../netset/connset.js';
+import type { Diagnostic } from '../model/diagnostic.js';
+import type { HostPolicy, HostRule } from './host.js';
+import { familiesOf, serviceMatches, type ServiceMatch } from './services.js';
+
+/** Rules that no policy can override: management access and the control plane. */
+export interface Failsafe {
+  /** Sources always allowed in on `ports` (management networks). */
+  readonly managementPrefixes?: readonly Prefix[];
+  /** `port/proto` pairs for management access, e.g. 22/tcp. */
+  readonly managementPorts?: readonly { proto: number; port: number }[];
+  /** Control plane addresses: always reachable, both ways. */
+  readonly controlPlane?: readonly Prefix[];
+}
+
+export interface NftOptions {
+  readonly table?: string;
+  readonly failsafe?: Failsafe;
+  /** Log rate for drops and would-be drops, e.g. `10/second`. */
+  readonly logRate?: string;
+}
+
+/** A compiled host ruleset. */
+export interface NftArtifact {
+  readonly workload: string;
+  readonly text: string;
+  readonly rules: number;
+  readonly setElements: number;
+  readonly diagnostics: readonly Diagnostic[];
+}
+
+const PROTO_NAMES: Record<number, string> = { [PROTOCOLS.tcp]: 'tcp', [PROTOCOLS.udp]: 'udp', [PROTOCOLS.sctp]: 'sctp', [PROTOCOLS.icmp]: 'icmp', [PROTOCOLS.icmpv6]: 'ipv6-icmp' };
+
+function family(set: IpSet, f: 4 | 6): IpSet {
+  return f === 4 ? IpSet.fromParts(set.v4, BigIntervalSet.EMPTY) : IpSet.fromParts(IntervalSet.EMPTY, set.v6);
+}
+
+function isAll(set: IpSet, f: 4 | 6): boolean {
+  return f === 4 ? IpSet.ALL_V4.isSubset(set) : IpSet.ALL_V6.isSubset(set);
+}
+
+/** Elements of one family as nft writes them: bare addresses and prefixes. */
+function elements(set: IpSet): string[] {
+  return set.toPrefixes().map((p) => (p.len === (typeof p.addr === 'number' ? 32 : 128) ? formatAddr(p.addr) : formatPrefix(p)));
+}
+
+function ranges(rs: readonly (readonly [number, number])[]): string {
+  const items = rs.map(([a, z]) => (a === z ? `${a}` : `${a}-${z}`));
+  return items.length === 1 ? items[0] : `{ ${items.join(', ')} }`;
+}
+
+/** The nft match for one service clause, or null for "every connection". */
+function matchText(m: ServiceMatch): string | null {
+  switch (m.kind) {
+    case 'any':
+      return null;
+    case 'proto':
+      return `meta l4proto ${PROTO_NAMES[m.proto] ?? m.proto}`;
+    case 'ports':
+      return `${PROTO_NAMES[m.proto]} dport ${ranges(m.ranges)}`;
+    case 'icmp': {
+      const kw = m.proto === PROTOCOLS.icmp ? 'icmp' : 'icmpv6';
+      return `${kw} type ${m.type}` + (m.codes ? ` ${kw} code ${ranges([m.codes])}` : '');
+    }
+  }
+}
+
+/** Quotes a rule id for a comment or log prefix (nft strings cannot hold a double quote). */
+function quoted(s: string, max: number): string {
+  const clean = s.replace(/["\\]/g, '_');
+  return clean.length > max ? clean.slice(0, max - 1) + '~' : clean;
+}
+
+/** Compiles one host. */
+export function compileNftables(host: HostPolicy, options: NftOptions = {}): NftArtifact {
+  const table = options.table ?? 'bulkhead';
+  const logRate = options.logRate ?? '10/second';
+  const diagnostics: Diagnostic[] = [];
+  const lines: string[] = [];
+  // Replace only our table, in one transaction: make sure it exists, delete it, define it anew.
+  lines.push(`# bulkhead ruleset for ${host.workload} (mode ${host.mode})`, `table inet ${table} {}`, `delete table inet ${table}`);
+  if (host.mode === 'idle') {
+    lines.push('# idle: nothing is programmed');
+    return { workload: host.workload, text: lines.join('\n') + '\n', rules: 0, setElements: 0, diagnostics };
+  }
+
+  const sets = new Map<string, { name: string; f: 4 | 6; elements: string[] }>();
+  let elementCount = 0;
+  const setFor = (s: IpSet, f: 4 | 6): string => {
+    const els = elements(s);
+    const key = `${f}|${els.join(',')}`;
+    let entry = sets.get(key);
+    if (!entry) {
+      entry = { name: `peer${f}_${sets.size}`, f, elements: els };
+      sets.set(key, entry);
+      elementCount += els.length;
+    }
+    return '@' + entry.name;
+  };
+
+  let ruleCount = 0;
+  const chain = (name: string, body: string[]) => {
+    ruleCount += body.filter((l) => !l.startsWith('#') && !l.startsWith('type ')).length;
+    return [`  chain ${name} {`, ...body.map((l) => `    ${l}`), '  }'];
+  };
+
+  const enforce = host.mode === 'enforce';
+  const test = host.mode === 'test';
+  const sideRules = (rules: readonly HostRule[], dir: 'ingress' | 'egress'): string[] => {
+    const out: string[] = [];
+    const peerKw = dir === 'ingress' ? 'saddr' : 'daddr';
+    const ownKw = dir === 'ingress' ? 'daddr' : 'saddr';
+    for (const r of rules) {
+      const id = quoted(r.rule.id, 64);
+      if (r.process !== undefined || (r.user !== undefined && dir === 'ingress')) {
+        const what = r.process !== undefined ? `program \`${r.process}\`` : `user \`${r.user}\` on ingress`;
+        if (r.action === 'allow') {
+          diagnostics.push({ code: 'BH901', severity: 'error', message: `rule \`${r.rule.id}\` limits a service to ${what}, which nftables cannot match here; the allow is left out for ${host.workload}`, loc: r.rule.loc, help: 'fail closed: the connection stays blocked on this host; drop the restriction or enforce it another way' });
+          continue;
+        }
+        diagnostics.push({ code: 'BH902', severity: 'warning', message: `deny rule \`${r.rule.id}\` limits a service to ${what}, which nftables cannot match; it denies for every program on ${host.workload}`, loc: r.rule.loc });
+      }
+      const denies = r.action === 'deny';
+      for (const m of serviceMatches(r.conns)) {
+        for (const f of familiesOf(m)) {
+          const peer = family(r.peer, f);
+          if (peer.isEmpty()) continue;
+          const own = r.own ? family(r.own, f) : undefined;
+          if (own && own.isEmpty()) continue;
+          const ip = f === 4 ? 'ip' : 'ip6';
+          const parts: string[] = [];
+          if (own) parts.push(`${ip} ${ownKw} { ${elements(own).join(', ')} }`);
+          if (!isAll(peer, f)) parts.push(`${ip} ${peerKw} ${setFor(peer, f)}`);
+          else if (m.kind === 'any' || m.kind === 'ports' || (m.kind === 'proto' && familiesOf(m).length === 2)) parts.push(`meta nfproto ipv${f}`);
+          const mt = matchText(m);
+          if (mt) parts.push(mt);
+          // A user restriction can only be matched for the local sender (egress); on ingress it was reported above.
+          if (r.user !== undefined && dir === 'egress') parts.push(`meta skuid "${quoted(r.user, 32)}"`);
+          const match = parts.join(' ');
+          const comment = `comment "${id}"`;
+          if (!denies) out.push(`${match} counter accept ${comment}`);
+          else if (enforce) out.push(`${match} limit rate ${logRate} log prefix "bh drop ${quoted(r.rule.id, 40)} "`, `${match} counter drop ${comment}`);
+          else out.push(`${match} limit rate ${logRate} log prefix "bh test-drop ${quoted(r.rule.id, 34)} "`, `${match} counter accept ${comment}`);
+        }
+      }
+    }
+    if (enforce) out.push(`limit rate ${logRate} log prefix "bh drop default "`, `counter drop comment "default"`);
+    else if (test) out.push(`limit rate ${logRate} log prefix "bh test-drop default "`, `counter accept comment "default"`);
+    else out.push(`counter accept comment "visibility"`);
+    return out;
+  };
+
+  const failsafe = (dir: 'input' | 'output'): string[] => {
+    const fs = options.failsafe;
+    if (!fs) return [];
+    const out: string[] = [];
+    const kw = dir === 'input' ? 'saddr' : 'daddr';
+    const cp = IpSet.fromPrefixes(fs.controlPlane ?? []);
+    for (const f of [4, 6] as const) {
+      const part = family(cp, f);
+      if (!part.isEmpty()) out.push(`${f === 4 ? 'ip' : 'ip6'} ${kw} { ${elements(part).join(', ')} } counter accept comment "failsafe: control plane"`);
+    }
+    if (dir === 'input') {
+      const mgmt = IpSet.fromPrefixes(fs.managementPrefixes ?? []);
+      for (const f of [4, 6] as const) {
+        const part = family(mgmt, f);
+        if (part.isEmpty()) continue;
+        for (const p of fs.managementPorts ?? []) {
+          out.push(`${f === 4 ? 'ip' : 'ip6'} saddr { ${elements(part).join(', ')} } ${PROTO_NAMES[p.proto]} dport ${p.port} counter accept comment "failsafe: management"`);
+        }
+      }
+    }
+    return out;
+  };
+
+  const visibility = host.mode === 'visibility';
+  const ingress = visibility ? ['counter accept comment "visibility"'] : sideRules(host.ingress, 'ingress');
+  const egress = visibility ? ['counter accept comment "visibility"'] : sideRules(host.egress, 'egress');
+  const body: string[] = [];
+  // IPv6 neighbour discovery is the IPv6 counterpart of ARP (which an inet table never sees): always allowed, or IPv6 stops working.
+  const nd = 'icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } accept';
+  body.push(...chain('input', ['type filter hook input priority filter; policy accept;', 'ct state established,related accept', 'iif "lo" accept', nd, ...failsafe('input'), 'jump ingress']));
+  body.push(...chain('output', ['type filter hook output priority filter; policy accept;', 'ct state established,related accept', 'oif "lo" accept', nd, ...failsafe('output'), 'jump egress']));
+  body.push(...chain('ingress', ingress));
+  body.push(...chain('egress', egress));
+  const setLines: string[] = [];
+  for (const s of sets.values()) {
+    setLines.push(`  set ${s.name} {`, `    type ${s.f === 4 ? 'ipv4_addr' : 'ipv6_addr'}`, '    flags interval', `    elements = { ${s.elements.join(', ')} }`, '  }');
+  }
+  lines.push(`table inet ${table} {`, ...setLines, ...body, '}');
+  return { workload: host.workload, text: lines.join('\n') + '\n', rules: ruleCount, setElements: elementCount, diagnostics };
+}
