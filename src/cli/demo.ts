@@ -9,6 +9,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { Evaluator, type Decision } from '../engine/evaluate.js';
+import { HostCompiler } from '../compile/host.js';
+import { compileNftables } from '../compile/nftables.js';
+import { nftAvailable, nftCheck } from '../adapters/nft.js';
 import { EXIT, loadDir, parseNow, printDiagnostics, UsageError, type Io } from './common.js';
 import { parseConnection, resolveEnd } from './eval.js';
 import { diagnosticJson, summary, table } from './render.js';
@@ -116,7 +119,34 @@ export function runDemo(opts: { estate?: string; flows?: string; out: string; no
   ].join('\n');
   writeFileSync(join(opts.out, 'report.md'), md);
 
-  io.out(`\noutputs in ${opts.out}/: validate.json (diagnostics and counts), decisions.json (every verdict with its explanation), report.md`);
+  step(3, 'enforce: compile a host ruleset (nftables) for every managed workload');
+  const nftDir = join(opts.out, 'nftables');
+  mkdirSync(nftDir, { recursive: true });
+  const hc = new HostCompiler(c.ir);
+  const canCheck = process.getuid?.() === 0 && nftAvailable();
+  let hosts = 0;
+  let rules = 0;
+  let elements = 0;
+  const failed: string[] = [];
+  const tc = performance.now();
+  c.ir.workloads.forEach((w, i) => {
+    const h = hc.host(i);
+    if (!h) return;
+    const a = compileNftables(h);
+    writeFileSync(join(nftDir, `${w.name}.nft`), a.text);
+    hosts++;
+    rules += a.rules;
+    elements += a.setElements;
+    if (canCheck) {
+      const r = nftCheck(a.text);
+      if (!r.ok) failed.push(`${w.name}: ${r.error}`);
+    }
+  });
+  io.out(`    ${hosts} rulesets, ${rules} rules, ${elements} set elements in ${(performance.now() - tc).toFixed(0)} ms; written to ${nftDir}/`);
+  io.out(canCheck ? `    nft -c (in a scratch network namespace): ${failed.length === 0 ? `all ${hosts} check` : `${failed.length} FAIL\n      ${failed.join('\n      ')}`}` : '    nft -c skipped: needs root and nftables (bash scripts/install-system-deps.sh)');
+  if (failed.length > 0) failures += failed.length;
+
+  io.out(`\noutputs in ${opts.out}/: validate.json (diagnostics and counts), decisions.json (every verdict with its explanation), report.md, nftables/ (one ruleset per managed host)`);
   io.out('next: `bulkhead eval <dir> --from <ip|workload> --to <ip|workload> --port 5432/tcp` explains any one flow');
   return failures > 0 ? EXIT.policyErrors : EXIT.ok;
 }
