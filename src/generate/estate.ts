@@ -15,7 +15,7 @@
  * Each phase draws from its own forked stream, so changing the rule count
  * does not change the workloads of a seed.
  */
-import { formatV4, formatV6Groups, parseV4 } from './addr.js';
+import { formatAddr, parseAddr } from '../netset/ip.js';
 import { Rng } from './prng.js';
 import type {
   EstateDocument,
@@ -203,6 +203,12 @@ function makeApps(rng: Rng, count: number, k8sFraction: number): { apps: AppProf
 
 // ---------------------------------------------------------------- addresses
 
+function ipv4(text: string): number {
+  const a = parseAddr(text);
+  if (typeof a !== 'number') throw new Error(`not an IPv4 address: ${text}`);
+  return a;
+}
+
 /** Sequential IPv4 allocation inside a range, skipping .0 and .255 host octets. */
 class V4Pool {
   private next: number;
@@ -211,7 +217,7 @@ class V4Pool {
     private readonly limit: number,
     private readonly what: string,
   ) {
-    this.next = parseV4(start);
+    this.next = ipv4(start);
   }
   alignTo(size: number): void {
     this.next = Math.ceil(this.next / size) * size;
@@ -219,7 +225,7 @@ class V4Pool {
   take(): string {
     while ((this.next & 255) === 0 || (this.next & 255) === 255) this.next++;
     if (this.next >= this.limit) throw new Error(`address pool exhausted: ${this.what}`);
-    return formatV4(this.next++);
+    return formatAddr(this.next++);
   }
   /** An aligned block, as a prefix. */
   takePrefix(len: number): string {
@@ -228,7 +234,7 @@ class V4Pool {
     if (this.next + size > this.limit) throw new Error(`address pool exhausted: ${this.what}`);
     const base = this.next;
     this.next += size;
-    return `${formatV4(base)}/${len}`;
+    return `${formatAddr(base)}/${len}`;
   }
 }
 
@@ -236,13 +242,16 @@ const V6_INFRA = 1;
 const V6_EDGE = 2;
 const V6_PLATFORM = 3;
 
+/** Our IPv6 allocation, 2001:db8::/32: the third group is the app's, the last two count its hosts. */
+const V6_BASE = 0x20010db8n << 96n;
+
 class V6Alloc {
   private readonly counters = new Map<number, number>();
   take(group: number): string {
     let n = (this.counters.get(group) ?? 0) + 1;
     if (n % 65536 === 0) n++; // never a zero last group: ...::0 reads like a network address
     this.counters.set(group, n);
-    return formatV6Groups([0x2001, 0x0db8, group, 0, 0, 0, Math.floor(n / 65536) & 0xffff, n % 65536]);
+    return formatAddr(V6_BASE | (BigInt(group & 0xffff) << 80n) | BigInt(n % 2 ** 32));
   }
 }
 
@@ -370,10 +379,10 @@ export function generateEstate(options: GenerateEstateOptions): EstateDocument {
 
   // ---- workloads
   const b: Builder = { rng: rngWork, out: [], limit: total, names: new Map(), v6: new V6Alloc(), ipv6Fraction };
-  const infraPool = new V4Pool('10.0.0.10', parseV4('10.1.0.0'), 'infra 10.0.0.0/16');
-  const hostPool = new V4Pool('10.1.0.0', parseV4('10.128.0.0'), 'hosts 10.1.0.0-10.127.255.255');
-  const podPool = new V4Pool('10.128.0.0', parseV4('10.200.0.0'), 'pods 10.128.0.0-10.199.255.255');
-  const natPool = new V4Pool('10.250.0.0', parseV4('10.251.0.0'), 'NAT pools 10.250.0.0/16');
+  const infraPool = new V4Pool('10.0.0.10', ipv4('10.1.0.0'), 'infra 10.0.0.0/16');
+  const hostPool = new V4Pool('10.1.0.0', ipv4('10.128.0.0'), 'hosts 10.1.0.0-10.127.255.255');
+  const podPool = new V4Pool('10.128.0.0', ipv4('10.200.0.0'), 'pods 10.128.0.0-10.199.255.255');
+  const natPool = new V4Pool('10.250.0.0', ipv4('10.251.0.0'), 'NAT pools 10.250.0.0/16');
 
   const scale = 1 + Math.floor(total / 20000);
   const sharedRoles: Array<[Role, number]> = [

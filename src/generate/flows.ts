@@ -10,17 +10,11 @@
  * Works on any document in the section shape (generated or parsed from
  * YAML); inventory files are not read, so only `workloads` are used.
  */
-import {
-  familyOf,
-  formatAddress,
-  parsePrefix,
-  prefixContains,
-  randomInPrefix,
-  type Prefix,
-} from './addr.js';
+import { parseSelector, type Selector, type SelectorNode } from '../model/selector.js';
+import { familyOf, formatAddr, IpSet, parsePrefix, type Prefix } from '../netset/ip.js';
+import { prefixOf, randomInPrefix } from './addr.js';
 import { resolveServices, type PortRange } from './ports.js';
 import { Rng } from './prng.js';
-import { matchAst, parseSelector, type SelectorAst } from './selector.js';
 import type { EstateDocument, FlowProto, GeneratedFlow, PeerDoc, RuleDoc, ServiceDoc, WorkloadDoc } from './types.js';
 
 export interface GenerateFlowsOptions {
@@ -36,7 +30,7 @@ export interface GenerateFlowsOptions {
   maxRules?: number;
 }
 
-type Endpoint = { kind: 'workloads'; ids: number[] } | { kind: 'net'; include: Prefix[]; exclude: Prefix[] };
+type Endpoint = { kind: 'workloads'; ids: number[] } | { kind: 'net'; include: Prefix[]; exclude: IpSet };
 
 interface RuleSampler {
   id: string;
@@ -51,16 +45,17 @@ const COMMON_PORTS: ReadonlyArray<[FlowProto, number]> = [
   ['udp', 123], ['udp', 514], ['udp', 161],
 ];
 
-const EVERYWHERE: Endpoint = {
-  kind: 'net',
-  include: [parsePrefix('0.0.0.0/0'), parsePrefix('::/0')],
-  exclude: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7', '2001:db8::/32'].map(parsePrefix),
-};
+/** The addresses of an IP list or CIDR peer: prefixes to draw from, less the excluded ones. */
+function net(include: readonly string[], exclude: readonly string[] = []): Endpoint {
+  return { kind: 'net', include: include.map(prefixOf), exclude: IpSet.fromPrefixes(exclude.map(prefixOf)) };
+}
+
+const EVERYWHERE: Endpoint = net(['0.0.0.0/0', '::/0'], ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7', '2001:db8::/32']);
 
 class WorkloadIndex {
   readonly byLabel = new Map<string, Map<string, number[]>>();
   private readonly cache = new Map<string, number[]>();
-  private readonly parsed = new Map<string, SelectorAst>();
+  private readonly parsed = new Map<string, Selector>();
 
   constructor(readonly workloads: readonly WorkloadDoc[]) {
     workloads.forEach((w, i) => {
@@ -74,24 +69,29 @@ class WorkloadIndex {
     });
   }
 
-  ast(selector: string): SelectorAst {
-    let a = this.parsed.get(selector);
-    if (!a) this.parsed.set(selector, (a = parseSelector(selector)));
-    return a;
+  /** The parsed selector; throws when it does not parse. */
+  selector(text: string): Selector {
+    let s = this.parsed.get(text);
+    if (!s) {
+      const r = parseSelector(text);
+      if (!r.ok) throw new SyntaxError(`bad selector ${text}: ${r.error.message}`);
+      this.parsed.set(text, (s = r.selector));
+    }
+    return s;
   }
 
   /** A superset of the matches, from the label index; undefined when the index cannot narrow it. */
-  private candidates(ast: SelectorAst): number[] | undefined {
-    switch (ast.op) {
+  private candidates(node: SelectorNode): number[] | undefined {
+    switch (node.kind) {
       case 'eq':
-        return this.byLabel.get(ast.key)?.get(ast.value) ?? [];
+        return this.byLabel.get(node.label)?.get(node.value) ?? [];
       case 'in': {
-        const lists = ast.values.map((v) => this.byLabel.get(ast.key)?.get(v) ?? []);
+        const lists = node.values.map((v) => this.byLabel.get(node.label)?.get(v) ?? []);
         return union(lists);
       }
       case 'and': {
         let best: number[] | undefined;
-        for (const a of ast.args) {
+        for (const a of node.exprs) {
           const c = this.candidates(a);
           if (c && (!best || c.length < best.length)) best = c;
         }
@@ -99,7 +99,7 @@ class WorkloadIndex {
       }
       case 'or': {
         const lists: number[][] = [];
-        for (const a of ast.args) {
+        for (const a of node.exprs) {
           const c = this.candidates(a);
           if (!c) return undefined;
           lists.push(c);
@@ -116,15 +116,15 @@ class WorkloadIndex {
     const key = `${scope ?? ''}\u0000${selector}`;
     const hit = this.cache.get(key);
     if (hit) return hit;
-    const sel = this.ast(selector);
-    const sc = scope !== undefined ? this.ast(scope) : undefined;
-    const c1 = this.candidates(sel);
-    const c2 = sc ? this.candidates(sc) : undefined;
+    const sel = this.selector(selector);
+    const sc = scope !== undefined ? this.selector(scope) : undefined;
+    const c1 = this.candidates(sel.ast);
+    const c2 = sc ? this.candidates(sc.ast) : undefined;
     const base = c1 && c2 ? (c1.length <= c2.length ? c1 : c2) : (c1 ?? c2);
     const ids: number[] = [];
     const test = (i: number): void => {
       const labels = this.workloads[i].labels ?? {};
-      if (matchAst(sel, labels) && (!sc || matchAst(sc, labels))) ids.push(i);
+      if (sel.matches(labels) && (!sc || sc.matches(labels))) ids.push(i);
     };
     if (base) for (const i of base) test(i);
     else for (let i = 0; i < this.workloads.length; i++) test(i);
@@ -151,10 +151,14 @@ export function generateFlows(estate: Partial<EstateDocument>, options: Generate
   const index = new WorkloadIndex(workloads);
   const services = new Map<string, ServiceDoc>((estate.services ?? []).map((s) => [s.name, s]));
   const iplists = new Map<string, Endpoint>();
-  for (const l of estate.iplists ?? []) {
-    iplists.set(l.name, { kind: 'net', include: l.include.map(parsePrefix), exclude: (l.exclude ?? []).map(parsePrefix) });
-  }
+  for (const l of estate.iplists ?? []) iplists.set(l.name, net(l.include, l.exclude));
   const byName = new Map<string, number>(workloads.map((w, i) => [w.name, i]));
+  const parsedAddresses = new Map<number, WorkloadAddress[]>();
+  const addressesOf = (i: number): WorkloadAddress[] => {
+    let a = parsedAddresses.get(i);
+    if (!a) parsedAddresses.set(i, (a = workloadAddresses(workloads[i])));
+    return a;
+  };
 
   const endpoint = (peer: PeerDoc, scope: string | undefined): Endpoint | undefined => {
     if (typeof peer === 'string') return peer === 'any' ? EVERYWHERE : { kind: 'workloads', ids: index.resolve(peer, scope) };
@@ -164,7 +168,7 @@ export function generateFlows(estate: Partial<EstateDocument>, options: Generate
       return i === undefined ? undefined : { kind: 'workloads', ids: [i] };
     }
     if ('iplist' in peer) return iplists.get(peer.iplist);
-    if ('cidr' in peer) return { kind: 'net', include: [parsePrefix(peer.cidr)], exclude: [] };
+    if ('cidr' in peer) return net([peer.cidr]);
     return undefined;
   };
 
@@ -197,17 +201,17 @@ export function generateFlows(estate: Partial<EstateDocument>, options: Generate
 
   const addressOf = (e: Endpoint, family: 4 | 6, avoid: number): { addr: string; wl: number } | undefined => {
     if (e.kind === 'net') {
-      const inc = e.include.filter((p) => p.family === family);
+      const inc = e.include.filter((p) => familyOf(p.addr) === family);
       for (let attempt = 0; attempt < 16 && inc.length > 0; attempt++) {
         const a = randomInPrefix(rng.pick(inc), rng);
-        if (!e.exclude.some((x) => prefixContains(x, family, a))) return { addr: formatAddress(family, a), wl: -1 };
+        if (!e.exclude.has(a)) return { addr: formatAddr(a), wl: -1 };
       }
       return undefined;
     }
     for (let attempt = 0; attempt < 8 && e.ids.length > 0; attempt++) {
       const i = rng.pick(e.ids);
       if (i === avoid) continue;
-      const a = pickAddress(workloads[i], family, rng);
+      const a = pickAddress(addressesOf(i), family, rng);
       if (a) return { addr: a, wl: i };
     }
     return undefined;
@@ -272,11 +276,27 @@ export function generateFlows(estate: Partial<EstateDocument>, options: Generate
   return out;
 }
 
-/** One of the workload's addresses of that family; a prefix gives an address inside it. */
-function pickAddress(w: WorkloadDoc, family: 4 | 6, rng: Rng): string | undefined {
-  const mine = w.addresses.filter((a) => familyOf(a.split('/')[0]) === family);
+/** One address of a workload as written, and what it parses to. */
+interface WorkloadAddress {
+  text: string;
+  prefix: Prefix;
+}
+
+/** The workload's addresses that parse (the policy loader reports the others). */
+function workloadAddresses(w: WorkloadDoc): WorkloadAddress[] {
+  const out: WorkloadAddress[] = [];
+  for (const text of w.addresses) {
+    const r = parsePrefix(text.trim());
+    if (!('error' in r)) out.push({ text, prefix: r.prefix });
+  }
+  return out;
+}
+
+/** One of the workload's addresses of that family, as written; a prefix gives an address inside it. */
+function pickAddress(addresses: readonly WorkloadAddress[], family: 4 | 6, rng: Rng): string | undefined {
+  const mine = addresses.filter((a) => familyOf(a.prefix.addr) === family);
   if (mine.length === 0) return undefined;
   const a = rng.pick(mine);
-  if (!a.includes('/')) return a;
-  return formatAddress(family, randomInPrefix(parsePrefix(a), rng));
+  if (!a.text.includes('/')) return a.text;
+  return formatAddr(randomInPrefix(a.prefix, rng));
 }

@@ -2,10 +2,12 @@
  * The policy document in the exact section shape of docs/POLICY.md: what a
  * YAML policy file parses to. The generator produces it and `toYaml` writes
  * it, so the policy loader reads a generated estate as if it were hand-written.
+ * Enumerations shared with the model (modes, kinds, protocols) come from it.
  */
+import type { Mode, WorkloadKind } from '../model/types.js';
+import type { ProtocolName } from '../netset/connset.js';
 
-export type Mode = 'idle' | 'visibility' | 'test' | 'enforce';
-export type WorkloadKind = 'host' | 'vm' | 'pod' | 'cloud';
+export type { Mode, WorkloadKind };
 
 /** `open` (any value) or the closed list of allowed values. */
 export type Dimension = 'open' | string[];
@@ -97,7 +99,8 @@ export interface EstateDocument {
   overrides: OverrideDoc[];
 }
 
-export type FlowProto = 'tcp' | 'udp' | 'sctp' | 'icmp' | 'icmpv6';
+/** A protocol the policy language names. */
+export type FlowProto = ProtocolName;
 
 /** A flow to evaluate: addresses, protocol and destination port (the ICMP type for icmp/icmpv6). */
 export interface GeneratedFlow {
