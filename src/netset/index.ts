@@ -3,7 +3,7 @@
  * connections and indices, and longest-prefix match. No I/O, no imports from
  * other layers.
  */
-export { IntervalSetBase, IntervalSet, BigIntervalSet, type IntervalOps } from './interval.js';
+export { IntervalSetBase, IntervalSet, BigIntervalSet, type IntervalOps, type Bounds, type BoundsBuffer } from './interval.js';
 export {
   MAX_V4,
   MAX_V6,

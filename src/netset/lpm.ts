@@ -50,16 +50,13 @@ function flatten<T extends number | bigint>(
   const starts: T[] = [zero];
   const vals: number[] = [-1];
   // Positions arrive in non-decreasing order; a start at the same position as
-  // the last one replaces it, and equal neighbours merge.
+  // the last one replaces it (the earlier segment was empty), which keeps the
+  // starts strictly ascending. Neighbouring segments never share a value: each
+  // prefix is distinct, and a segment follows one of a different prefix.
   const emit = (pos: T, vi: number) => {
     const n = starts.length;
-    if (starts[n - 1] === pos) {
-      vals[n - 1] = vi;
-      if (n >= 2 && vals[n - 2] === vi) {
-        starts.pop();
-        vals.pop();
-      }
-    } else if (vals[n - 1] !== vi) {
+    if (starts[n - 1] === pos) vals[n - 1] = vi;
+    else {
       starts.push(pos);
       vals.push(vi);
     }

@@ -14,26 +14,26 @@ const MAX_KEY = 256 * 65536 - 1;
 
 test('ports, protocol and key', () => {
   const ssh = ConnSet.ports('tcp', 22, 22);
-  assert.ok(ssh.has(tcp, 22));
-  assert.ok(!ssh.has(tcp, 21) && !ssh.has(tcp, 23) && !ssh.has(udp, 22));
+  assert.ok(ssh.has(tcp, 22), 'ssh.has(tcp, 22)');
+  assert.ok(!ssh.has(tcp, 21) && !ssh.has(tcp, 23) && !ssh.has(udp, 22), '!ssh.has(tcp, 21) && !ssh.has(tcp, 23) && !ssh.has(udp, 22)');
   assert.equal(ConnSet.key(tcp, 22), 6 * 65536 + 22);
-  assert.ok(ssh.hasKey(ConnSet.key(tcp, 22)) && !ssh.hasKey(ConnSet.key(tcp, 23)));
+  assert.ok(ssh.hasKey(ConnSet.key(tcp, 22)) && !ssh.hasKey(ConnSet.key(tcp, 23)), 'ssh.hasKey(ConnSet.key(tcp, 22)) && !ssh.hasKey(ConnSet.key(tcp, 23))');
   const all = ConnSet.ports(udp, 0, 65535);
-  assert.ok(all.equals(ConnSet.protocol('udp')));
-  assert.ok(all.has(udp, 0) && all.has(udp, 65535) && !all.has(tcp, 0));
-  assert.ok(ConnSet.ports(sctp, 5, 4).isEmpty());
+  assert.ok(all.equals(ConnSet.protocol('udp')), 'all.equals(ConnSet.protocol(\'udp\'))');
+  assert.ok(all.has(udp, 0) && all.has(udp, 65535) && !all.has(tcp, 0), 'all.has(udp, 0) && all.has(udp, 65535) && !all.has(tcp, 0)');
+  assert.ok(ConnSet.ports(sctp, 5, 4).isEmpty(), 'ConnSet.ports(sctp, 5, 4).isEmpty()');
   const gre = ConnSet.protocol(47);
-  assert.ok(gre.has(47, 0) && gre.has(47, 65535) && !gre.has(46, 65535) && !gre.has(48, 0));
-  assert.ok(ConnSet.protocol(0).has(0, 0) && ConnSet.protocol(255).has(255, 65535));
+  assert.ok(gre.has(47, 0) && gre.has(47, 65535) && !gre.has(46, 65535) && !gre.has(48, 0), 'gre.has(47, 0) && gre.has(47, 65535) && !gre.has(46, 65535) && !gre.has(48, 0)');
+  assert.ok(ConnSet.protocol(0).has(0, 0) && ConnSet.protocol(255).has(255, 65535), 'ConnSet.protocol(0).has(0, 0) && ConnSet.protocol(255).has(255, 65535)');
   assert.equal(ConnSet.MAX_KEY, MAX_KEY);
 });
 
 test('ANY and EMPTY', () => {
-  assert.ok(ConnSet.ANY.has(0, 0) && ConnSet.ANY.has(255, 65535) && ConnSet.ANY.has(47, 0));
-  assert.ok(!ConnSet.EMPTY.has(tcp, 80));
-  assert.ok(ConnSet.ANY.complement().isEmpty());
-  assert.ok(ConnSet.EMPTY.complement().equals(ConnSet.ANY));
-  assert.ok(ConnSet.ANY.isAny() && !ConnSet.EMPTY.isAny());
+  assert.ok(ConnSet.ANY.has(0, 0) && ConnSet.ANY.has(255, 65535) && ConnSet.ANY.has(47, 0), 'ConnSet.ANY.has(0, 0) && ConnSet.ANY.has(255, 65535) && ConnSet.ANY.has(47, 0)');
+  assert.ok(!ConnSet.EMPTY.has(tcp, 80), '!ConnSet.EMPTY.has(tcp, 80)');
+  assert.ok(ConnSet.ANY.complement().isEmpty(), 'ConnSet.ANY.complement().isEmpty()');
+  assert.ok(ConnSet.EMPTY.complement().equals(ConnSet.ANY), 'ConnSet.EMPTY.complement().equals(ConnSet.ANY)');
+  assert.ok(ConnSet.ANY.isAny() && !ConnSet.EMPTY.isAny(), 'ConnSet.ANY.isAny() && !ConnSet.EMPTY.isAny()');
   assert.deepEqual([...ConnSet.ANY.boundaries()], [0, MAX_KEY]);
   assert.deepEqual([...ConnSet.EMPTY.boundaries()], []);
   // out of range arguments are never members
@@ -42,13 +42,13 @@ test('ANY and EMPTY', () => {
 
 test('icmp types and codes', () => {
   const echo = ConnSet.icmp('icmp', 8);
-  assert.ok(echo.has(icmp, 8 * 256) && echo.has(icmp, 8 * 256 + 255));
-  assert.ok(!echo.has(icmp, 7 * 256 + 255) && !echo.has(icmp, 9 * 256) && !echo.has(icmpv6, 8 * 256));
+  assert.ok(echo.has(icmp, 8 * 256) && echo.has(icmp, 8 * 256 + 255), 'echo.has(icmp, 8 * 256) && echo.has(icmp, 8 * 256 + 255)');
+  assert.ok(!echo.has(icmp, 7 * 256 + 255) && !echo.has(icmp, 9 * 256) && !echo.has(icmpv6, 8 * 256), '!echo.has(icmp, 7 * 256 + 255) && !echo.has(icmp, 9 * 256) && !echo.has(icmpv6, 8 * 256)');
   const unreachPort = ConnSet.icmp(icmp, 3, 3);
-  assert.ok(unreachPort.has(icmp, 3 * 256 + 3) && !unreachPort.has(icmp, 3 * 256 + 4));
-  assert.ok(ConnSet.icmp(icmpv6).equals(ConnSet.protocol('icmpv6')));
-  assert.ok(ConnSet.icmp(icmp, 255, 255).has(icmp, 65535));
-  assert.ok(ConnSet.icmp(icmp, 0, 0).has(icmp, 0));
+  assert.ok(unreachPort.has(icmp, 3 * 256 + 3) && !unreachPort.has(icmp, 3 * 256 + 4), 'unreachPort.has(icmp, 3 * 256 + 3) && !unreachPort.has(icmp, 3 * 256 + 4)');
+  assert.ok(ConnSet.icmp(icmpv6).equals(ConnSet.protocol('icmpv6')), 'ConnSet.icmp(icmpv6).equals(ConnSet.protocol(\'icmpv6\'))');
+  assert.ok(ConnSet.icmp(icmp, 255, 255).has(icmp, 65535), 'ConnSet.icmp(icmp, 255, 255).has(icmp, 65535)');
+  assert.ok(ConnSet.icmp(icmp, 0, 0).has(icmp, 0), 'ConnSet.icmp(icmp, 0, 0).has(icmp, 0)');
 });
 
 test('invalid arguments throw', () => {
@@ -102,13 +102,17 @@ test('text form', () => {
   assert.equal(ConnSet.ANY.subtract(ConnSet.ports(tcp, 22, 22)).toString(), 'any except tcp/22');
   assert.equal(ConnSet.ANY.subtract(ConnSet.protocol(udp)).subtract(ConnSet.protocol(47)).toString(), 'any except udp, proto 47');
   assert.equal(ConnSet.protocol(sctp).union(ConnSet.protocol(133)).toString(), 'sctp, proto 133');
+  // six items either way: the direct form wins ties
+  const six = [...Array.from({ length: 17 }, (_, p) => p), 18].reduce((s, p) => s.union(ConnSet.protocol(p)), ConnSet.EMPTY);
+  assert.equal(six.toString(), 'proto 0, icmp, proto 2-5, tcp, proto 7-16, proto 18');
+  assert.equal(six.complement().toString(), 'udp, proto 19-57, icmpv6, proto 59-131, sctp, proto 133-255');
 });
 
 test('boundaries are the flat key bounds and frozen', () => {
   const s = ConnSet.ports(tcp, 80, 80).union(ConnSet.ports(tcp, 443, 443));
   const bnd = s.boundaries();
   assert.deepEqual([...bnd], [tcp * 65536 + 80, tcp * 65536 + 80, tcp * 65536 + 443, tcp * 65536 + 443]);
-  assert.ok(Object.isFrozen(bnd));
+  assert.ok(Object.isFrozen(bnd), 'Object.isFrozen(bnd)');
   assert.equal(s.boundaries(), bnd);
   assert.deepEqual([...s.keys.bounds], [...bnd]);
 });
@@ -167,8 +171,8 @@ test('property: algebra agrees with membership at every boundary and keeps the i
         assert.equal(n.has(p, sub), !x);
       }
       assert.equal(a.isSubset(c), a.subtract(c).isEmpty());
-      assert.ok(a.isSubset(u) && i.isSubset(c) && d.intersect(c).isEmpty());
-      assert.ok(u.equals(c.union(a)) && i.equals(c.intersect(a)));
+      assert.ok(a.isSubset(u) && i.isSubset(c) && d.intersect(c).isEmpty(), 'a.isSubset(u) && i.isSubset(c) && d.intersect(c).isEmpty()');
+      assert.ok(u.equals(c.union(a)) && i.equals(c.intersect(a)), 'u.equals(c.union(a)) && i.equals(c.intersect(a))');
       assert.equal(a.overlaps(c), !i.isEmpty());
     }),
     { numRuns: 300 },
@@ -184,11 +188,11 @@ test('property: entries reconstruct the set', () => {
         assert.ok(e.proto > prev, 'ascending protocols');
         prev = e.proto;
         for (const [lo, hi] of e.ranges) {
-          assert.ok(lo >= 0 && lo <= hi && hi <= 65535);
+          assert.ok(lo >= 0 && lo <= hi && hi <= 65535, 'lo >= 0 && lo <= hi && hi <= 65535');
           pairs.push([e.proto * 65536 + lo, e.proto * 65536 + hi]);
         }
       }
-      assert.ok(IntervalSet.fromIntervals(pairs).equals(s.keys));
+      assert.ok(IntervalSet.fromIntervals(pairs).equals(s.keys), 'IntervalSet.fromIntervals(pairs).equals(s.keys)');
     }),
     { numRuns: 300 },
   );
@@ -200,7 +204,7 @@ test('property: the text form is stable and tells sets apart', () => {
       const ta = a.toString();
       assert.equal(ta, a.union(ConnSet.EMPTY).toString());
       assert.equal(a.equals(c), ta === c.toString(), `${ta} vs ${c.toString()}`);
-      assert.ok(!ta.includes('undefined') && !ta.includes('NaN'));
+      assert.ok(!ta.includes('undefined') && !ta.includes('NaN'), '!ta.includes(\'undefined\') && !ta.includes(\'NaN\')');
     }),
     { numRuns: 300 },
   );

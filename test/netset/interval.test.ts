@@ -32,24 +32,24 @@ test('fromIntervals merges overlapping and adjacent intervals and sorts', () => 
   assert.deepEqual(b(IntervalSet.fromIntervals([[1, 2], [4, 5]])), [1, 2, 4, 5]);
   assert.deepEqual(b(IntervalSet.fromIntervals([[1, 100], [5, 6]])), [1, 100]);
   assert.deepEqual(b(IntervalSet.fromIntervals([[5, 3]])), []); // lo > hi is empty
-  assert.ok(IntervalSet.fromIntervals([]).isEmpty());
+  assert.ok(IntervalSet.fromIntervals([]).isEmpty(), 'IntervalSet.fromIntervals([]).isEmpty()');
 });
 
 test('the empty set', () => {
   const e = IntervalSet.EMPTY;
-  assert.ok(e.isEmpty());
+  assert.ok(e.isEmpty(), 'e.isEmpty()');
   assert.equal(e.size(), 0);
   assert.equal(e.has(0), false);
   assert.equal(e.min(), undefined);
   assert.equal(e.max(), undefined);
   assert.equal(e.toString(), '');
   assert.deepEqual(e.intervals(), []);
-  assert.ok(IntervalSet.of(3, 2).isEmpty());
-  assert.ok(e.isSubset(IntervalSet.of(1, 1)));
-  assert.ok(!IntervalSet.of(1, 1).isSubset(e));
-  assert.ok(e.union(e).isEmpty());
-  assert.ok(IntervalSet.of(1, 5).subtract(IntervalSet.of(0, 9)).isEmpty());
-  assert.ok(IntervalSet.of(1, 5).intersect(IntervalSet.of(6, 9)).isEmpty());
+  assert.ok(IntervalSet.of(3, 2).isEmpty(), 'IntervalSet.of(3, 2).isEmpty()');
+  assert.ok(e.isSubset(IntervalSet.of(1, 1)), 'e.isSubset(IntervalSet.of(1, 1))');
+  assert.ok(!IntervalSet.of(1, 1).isSubset(e), '!IntervalSet.of(1, 1).isSubset(e)');
+  assert.ok(e.union(e).isEmpty(), 'e.union(e).isEmpty()');
+  assert.ok(IntervalSet.of(1, 5).subtract(IntervalSet.of(0, 9)).isEmpty(), 'IntervalSet.of(1, 5).subtract(IntervalSet.of(0, 9)).isEmpty()');
+  assert.ok(IntervalSet.of(1, 5).intersect(IntervalSet.of(6, 9)).isEmpty(), 'IntervalSet.of(1, 5).intersect(IntervalSet.of(6, 9)).isEmpty()');
 });
 
 test('has at interval edges', () => {
@@ -68,9 +68,9 @@ test('has at interval edges', () => {
 
 test('full range 0..2^53-1 and the IPv4 extremes', () => {
   const full = IntervalSet.of(0, MAX_SAFE);
-  assert.ok(full.has(0) && full.has(MAX_SAFE) && full.has(2 ** 32 - 1));
-  assert.ok(IntervalSet.EMPTY.complement(0, MAX_SAFE).equals(full));
-  assert.ok(full.complement(0, MAX_SAFE).isEmpty());
+  assert.ok(full.has(0) && full.has(MAX_SAFE) && full.has(2 ** 32 - 1), 'full.has(0) && full.has(MAX_SAFE) && full.has(2 ** 32 - 1)');
+  assert.ok(IntervalSet.EMPTY.complement(0, MAX_SAFE).equals(full), 'IntervalSet.EMPTY.complement(0, MAX_SAFE).equals(full)');
+  assert.ok(full.complement(0, MAX_SAFE).isEmpty(), 'full.complement(0, MAX_SAFE).isEmpty()');
   const ends = IntervalSet.fromIntervals([[0, 0], [MAX_SAFE, MAX_SAFE]]);
   assert.deepEqual(b(ends.complement(0, MAX_SAFE)), [1, MAX_SAFE - 1]);
   const v4 = IntervalSet.of(0, 2 ** 32 - 1);
@@ -85,7 +85,7 @@ test('complement within a window and with min > max', () => {
   assert.deepEqual(b(s.complement(0, 10)), [0, 2, 5, 7]);
   assert.deepEqual(b(s.complement(5, 7)), [5, 7]);
   assert.deepEqual(b(s.complement(3, 4)), []);
-  assert.ok(s.complement(9, 1).isEmpty());
+  assert.ok(s.complement(9, 1).isEmpty(), 's.complement(9, 1).isEmpty()');
 });
 
 test('subtract splits and trims', () => {
@@ -117,21 +117,24 @@ test('operations do not mutate their operands', () => {
 test('BigIntervalSet at the IPv6 extremes', () => {
   const max = (1n << 128n) - 1n;
   const all = BigIntervalSet.of(0n, max);
-  assert.ok(all.has(0n) && all.has(max) && !all.has(max + 1n));
+  assert.ok(all.has(0n) && all.has(max) && !all.has(max + 1n), 'all.has(0n) && all.has(max) && !all.has(max + 1n)');
   assert.equal(all.size(), 1n << 128n);
-  assert.ok(BigIntervalSet.EMPTY.complement(0n, max).equals(all));
+  assert.ok(BigIntervalSet.EMPTY.complement(0n, max).equals(all), 'BigIntervalSet.EMPTY.complement(0n, max).equals(all)');
   const ends = BigIntervalSet.fromIntervals([[max, max], [0n, 0n]]);
   assert.deepEqual(b(ends), [0n, 0n, max, max]);
   assert.deepEqual(b(ends.complement(0n, max)), [1n, max - 1n]);
   assert.deepEqual(b(BigIntervalSet.fromIntervals([[0n, 5n], [6n, 9n]])), [0n, 9n]);
   assert.equal(BigIntervalSet.fromIntervals([[1n, 5n], [7n, 7n]]).toString(), '1-5,7');
-  assert.ok(Object.isFrozen(all.bounds));
+  assert.ok(Object.isFrozen(all.bounds), 'Object.isFrozen(all.bounds)');
 });
 
 // ------------------------------------------------------------ the model
 
 /** A set in the model: a boolean per member of 0..U. */
 type Model = boolean[];
+
+/** A model as a 0/1 string: cheap to compare and to print when a property fails and shrinks. */
+const str = (m: Model) => m.map((x) => (x ? '1' : '0')).join('');
 
 const toModel = (s: IntervalSet): Model => Array.from({ length: U + 1 }, (_, x) => s.has(x));
 const toModelBig = (s: BigIntervalSet, off: bigint): Model => Array.from({ length: U + 1 }, (_, x) => s.has(BigInt(x) + off));
@@ -159,7 +162,7 @@ test('property: fromIntervals is canonical and has the members of its intervals'
     fc.property(fc.oneof(pairsArb, pointsArb), (pairs) => {
       const s = IntervalSet.fromIntervals(pairs);
       assertCanonical(s.bounds);
-      assert.deepEqual(toModel(s), pairsModel(pairs));
+      assert.equal(str(toModel(s)), str(pairsModel(pairs)));
       assert.equal(s.size(), pairsModel(pairs).filter(Boolean).length);
     }),
     { numRuns: 300 },
@@ -180,9 +183,9 @@ test('property: union, intersect, subtract, complement agree with the model and 
       ];
       for (const [s, m] of cases) {
         assertCanonical(s.bounds);
-        assert.deepEqual(toModel(s), m);
+        assert.equal(str(toModel(s)), str(m));
         // nothing outside the window leaks in
-        assert.ok(!s.has(U + 1) && !s.has(-1));
+        assert.ok(!s.has(U + 1) && !s.has(-1), '!s.has(U + 1) && !s.has(-1)');
       }
       assert.equal(a.isSubset(c), ma.every((x, i) => !x || mc[i]));
       assert.equal(a.overlaps(c), ma.some((x, i) => x && mc[i]));
@@ -200,7 +203,7 @@ test('property: equals iff same members, and equal sets have identical bounds', 
       // rebuilding from members gives identical bounds
       const rebuilt = IntervalSet.fromIntervals(fromModel(toModel(a)).map((x) => [x, x]));
       assert.deepEqual(b(rebuilt), b(a));
-      assert.ok(rebuilt.equals(a));
+      assert.ok(rebuilt.equals(a), 'rebuilt.equals(a)');
     }),
     { numRuns: 300 },
   );
@@ -209,18 +212,18 @@ test('property: equals iff same members, and equal sets have identical bounds', 
 test('property: commutativity, associativity, De Morgan, absorption', () => {
   fc.assert(
     fc.property(setArb, setArb, setArb, (a, c, d) => {
-      assert.ok(a.union(c).equals(c.union(a)));
-      assert.ok(a.intersect(c).equals(c.intersect(a)));
-      assert.ok(a.union(c).union(d).equals(a.union(c.union(d))));
-      assert.ok(a.intersect(c).intersect(d).equals(a.intersect(c.intersect(d))));
-      assert.ok(a.union(c).complement(0, U).equals(a.complement(0, U).intersect(c.complement(0, U))));
-      assert.ok(a.intersect(c).complement(0, U).equals(a.complement(0, U).union(c.complement(0, U))));
-      assert.ok(a.intersect(c.union(d)).equals(a.intersect(c).union(a.intersect(d))));
-      assert.ok(a.isSubset(a.union(c)));
-      assert.ok(a.intersect(c).isSubset(a));
-      assert.ok(a.subtract(c).intersect(c).isEmpty());
-      assert.ok(a.subtract(c).union(a.intersect(c)).equals(a));
-      assert.ok(a.complement(0, U).complement(0, U).equals(a));
+      assert.ok(a.union(c).equals(c.union(a)), 'a.union(c).equals(c.union(a))');
+      assert.ok(a.intersect(c).equals(c.intersect(a)), 'a.intersect(c).equals(c.intersect(a))');
+      assert.ok(a.union(c).union(d).equals(a.union(c.union(d))), 'a.union(c).union(d).equals(a.union(c.union(d)))');
+      assert.ok(a.intersect(c).intersect(d).equals(a.intersect(c.intersect(d))), 'a.intersect(c).intersect(d).equals(a.intersect(c.intersect(d)))');
+      assert.ok(a.union(c).complement(0, U).equals(a.complement(0, U).intersect(c.complement(0, U))), 'a.union(c).complement(0, U).equals(a.complement(0, U).intersect(c.complement(0, U)))');
+      assert.ok(a.intersect(c).complement(0, U).equals(a.complement(0, U).union(c.complement(0, U))), 'a.intersect(c).complement(0, U).equals(a.complement(0, U).union(c.complement(0, U)))');
+      assert.ok(a.intersect(c.union(d)).equals(a.intersect(c).union(a.intersect(d))), 'a.intersect(c.union(d)).equals(a.intersect(c).union(a.intersect(d)))');
+      assert.ok(a.isSubset(a.union(c)), 'a.isSubset(a.union(c))');
+      assert.ok(a.intersect(c).isSubset(a), 'a.intersect(c).isSubset(a)');
+      assert.ok(a.subtract(c).intersect(c).isEmpty(), 'a.subtract(c).intersect(c).isEmpty()');
+      assert.ok(a.subtract(c).union(a.intersect(c)).equals(a), 'a.subtract(c).union(a.intersect(c)).equals(a)');
+      assert.ok(a.complement(0, U).complement(0, U).equals(a), 'a.complement(0, U).complement(0, U).equals(a)');
     }),
     { numRuns: 300 },
   );
@@ -244,7 +247,7 @@ test('property: BigIntervalSet agrees with the model far from zero', () => {
       ];
       for (const [s, m] of cases) {
         assertCanonical(s.bounds);
-        assert.deepEqual(toModelBig(s, off), m);
+        assert.equal(str(toModelBig(s, off)), str(m));
       }
       assert.equal(a.size(), BigInt(ma.filter(Boolean).length));
       assert.equal(a.isSubset(c), ma.every((x, i) => !x || mc[i]));

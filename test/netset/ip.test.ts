@@ -161,7 +161,7 @@ test('parsePrefix: errors are short lowercase phrases', () => {
   for (const s of ['1.2.3.4/33', '::/129', 'foo', '1.2.3.4/', '1.2.3.4/08', 'fe80::1%eth0']) {
     const e = err(s);
     assert.equal(e, e.toLowerCase().replace('ipv4', 'IPv4').replace('ipv6', 'IPv6'));
-    assert.ok(!e.endsWith('.'));
+    assert.ok(!e.endsWith('.'), '!e.endsWith(\'.\')');
   }
 });
 
@@ -184,33 +184,33 @@ test('formatPrefix, makePrefix and prefixRange', () => {
 });
 
 test('IpSet constants and membership at the extremes', () => {
-  assert.ok(IpSet.EMPTY.isEmpty());
-  assert.ok(IpSet.ALL.has(0) && IpSet.ALL.has(MAX_V4) && IpSet.ALL.has(0n) && IpSet.ALL.has(MAX_V6));
-  assert.ok(IpSet.ALL_V4.has(0) && IpSet.ALL_V4.has(MAX_V4) && !IpSet.ALL_V4.has(0n));
-  assert.ok(IpSet.ALL_V6.has(0n) && IpSet.ALL_V6.has(MAX_V6) && !IpSet.ALL_V6.has(0));
-  assert.ok(IpSet.ALL_V4.union(IpSet.ALL_V6).equals(IpSet.ALL));
-  assert.ok(IpSet.ALL.subtract(IpSet.ALL_V4).equals(IpSet.ALL_V6));
-  assert.ok(IpSet.ALL.complement().isEmpty());
+  assert.ok(IpSet.EMPTY.isEmpty(), 'IpSet.EMPTY.isEmpty()');
+  assert.ok(IpSet.ALL.has(0) && IpSet.ALL.has(MAX_V4) && IpSet.ALL.has(0n) && IpSet.ALL.has(MAX_V6), 'IpSet.ALL.has(0) && IpSet.ALL.has(MAX_V4) && IpSet.ALL.has(0n) && IpSet.ALL.has(MAX_V6)');
+  assert.ok(IpSet.ALL_V4.has(0) && IpSet.ALL_V4.has(MAX_V4) && !IpSet.ALL_V4.has(0n), 'IpSet.ALL_V4.has(0) && IpSet.ALL_V4.has(MAX_V4) && !IpSet.ALL_V4.has(0n)');
+  assert.ok(IpSet.ALL_V6.has(0n) && IpSet.ALL_V6.has(MAX_V6) && !IpSet.ALL_V6.has(0), 'IpSet.ALL_V6.has(0n) && IpSet.ALL_V6.has(MAX_V6) && !IpSet.ALL_V6.has(0)');
+  assert.ok(IpSet.ALL_V4.union(IpSet.ALL_V6).equals(IpSet.ALL), 'IpSet.ALL_V4.union(IpSet.ALL_V6).equals(IpSet.ALL)');
+  assert.ok(IpSet.ALL.subtract(IpSet.ALL_V4).equals(IpSet.ALL_V6), 'IpSet.ALL.subtract(IpSet.ALL_V4).equals(IpSet.ALL_V6)');
+  assert.ok(IpSet.ALL.complement().isEmpty(), 'IpSet.ALL.complement().isEmpty()');
   assert.equal(IpSet.EMPTY.toString(), 'none');
   assert.equal(IpSet.ALL.toString(), '0.0.0.0/0, ::/0');
   assert.deepEqual(IpSet.ALL.toPrefixes(), [
     { addr: 0, len: 0 },
     { addr: 0n, len: 0 },
   ]);
-  assert.ok(IpSet.fromPrefixes([pfx('0.0.0.0/0'), pfx('::/0')]).equals(IpSet.ALL));
+  assert.ok(IpSet.fromPrefixes([pfx('0.0.0.0/0'), pfx('::/0')]).equals(IpSet.ALL), 'IpSet.fromPrefixes([pfx(\'0.0.0.0/0\'), pfx(\'::/0\')]).equals(IpSet.ALL)');
 });
 
 test('IpSet from prefixes and addresses; text form', () => {
   const s = IpSet.fromPrefixes([pfx('10.0.0.0/8'), pfx('192.168.1.1'), pfx('2001:db8::/32'), pfx('::1'), pfx('10.1.0.0/16')]);
   assert.equal(s.toString(), '10.0.0.0/8, 192.168.1.1, ::1, 2001:db8::/32');
-  assert.ok(s.has(parseAddr('10.255.255.255')!) && !s.has(parseAddr('11.0.0.0')!));
-  assert.ok(s.has(parseAddr('::ffff:10.1.2.3')!)); // mapped text finds the IPv4 member
+  assert.ok(s.has(parseAddr('10.255.255.255')!) && !s.has(parseAddr('11.0.0.0')!), 's.has(parseAddr(\'10.255.255.255\')!) && !s.has(parseAddr(\'11.0.0.0\')!)');
+  assert.ok(s.has(parseAddr('::ffff:10.1.2.3')!), 's.has(parseAddr(\'::ffff:10.1.2.3\')!)'); // mapped text finds the IPv4 member
   const a = IpSet.fromAddrs([parseAddr('10.0.0.1')!, parseAddr('10.0.0.2')!, parseAddr('10.0.0.3')!, 5n]);
   assert.equal(a.toString(), '10.0.0.1, 10.0.0.2/31, ::5');
-  assert.ok(a.isSubset(s.union(IpSet.fromAddrs([5n]))));
-  assert.ok(!a.isSubset(s));
-  assert.ok(a.overlaps(s));
-  assert.ok(IpSet.fromRanges([[1, 6]], []).equals(IpSet.fromAddrs([1, 2, 3, 4, 5, 6])));
+  assert.ok(a.isSubset(s.union(IpSet.fromAddrs([5n]))), 'a.isSubset(s.union(IpSet.fromAddrs([5n])))');
+  assert.ok(!a.isSubset(s), '!a.isSubset(s)');
+  assert.ok(a.overlaps(s), 'a.overlaps(s)');
+  assert.ok(IpSet.fromRanges([[1, 6]], []).equals(IpSet.fromAddrs([1, 2, 3, 4, 5, 6])), 'IpSet.fromRanges([[1, 6]], []).equals(IpSet.fromAddrs([1, 2, 3, 4, 5, 6]))');
   assert.equal(IpSet.fromRanges([[1, 6]], []).toString(), '0.0.0.1, 0.0.0.2/31, 0.0.0.4/31, 0.0.0.6');
   assert.equal(IpSet.fromRanges([[0, MAX_V4 - 1]], []).toPrefixes().length, 32);
   assert.equal(IpSet.fromRanges([], [[1n, MAX_V6]]).toPrefixes().length, 128);
@@ -286,11 +286,11 @@ test('property: parsePrefix masks and formatPrefix round-trips', () => {
     fc.property(fc.oneof(v4Arb.chain((a) => fc.tuple(fc.constant<Addr>(a), fc.integer({ min: 0, max: 32 }))), v6Arb.chain((a) => fc.tuple(fc.constant<Addr>(a), fc.integer({ min: 0, max: 128 })))), ([a, len]) => {
       if (typeof a === 'bigint' && a >> 32n === 0xffffn) return;
       const r = parsePrefix(`${formatAddr(a)}/${len}`);
-      assert.ok(!('error' in r));
+      assert.ok(!('error' in r), '!(\'error\' in r)');
       const p = r.prefix;
       assert.deepEqual(p, makePrefix(a, len));
       const [lo, hi] = prefixRange(p);
-      assert.ok(lo <= a && a <= hi);
+      assert.ok(lo <= a && a <= hi, 'lo <= a && a <= hi');
       assert.equal(r.hostBitsSet, p.addr !== a);
       const width = typeof lo === 'number' ? BigInt((hi as number) - lo + 1) : (hi as bigint) - lo + 1n;
       assert.equal(width, 1n << BigInt((typeof a === 'number' ? 32 : 128) - len));
@@ -328,13 +328,13 @@ test('property: toPrefixes round-trips and is minimal', () => {
   fc.assert(
     fc.property(ipSetArb, (s) => {
       const ps = s.toPrefixes();
-      assert.ok(IpSet.fromPrefixes(ps).equals(s));
+      assert.ok(IpSet.fromPrefixes(ps).equals(s), 'IpSet.fromPrefixes(ps).equals(s)');
       let prevHi: Addr | undefined;
       for (const p of ps) {
         assert.deepEqual(p, makePrefix(p.addr, p.len)); // masked
         const [lo, hi] = prefixRange(p);
         // sorted, disjoint, IPv4 first
-        if (prevHi !== undefined && typeof prevHi === typeof lo) assert.ok(prevHi < lo);
+        if (prevHi !== undefined && typeof prevHi === typeof lo) assert.ok(prevHi < lo, 'prevHi < lo');
         if (typeof prevHi === 'bigint') assert.equal(typeof lo, 'bigint');
         prevHi = hi;
         // maximal: the parent prefix is not inside the set, so no cover uses fewer prefixes
@@ -361,7 +361,7 @@ test('property: IpSet algebra per family', () => {
         assert.equal(d.has(p), a.has(p) && !c.has(p));
         assert.equal(n.has(p), !a.has(p));
       }
-      assert.ok(a.isSubset(u) && i.isSubset(a) && d.intersect(c).isEmpty());
+      assert.ok(a.isSubset(u) && i.isSubset(a) && d.intersect(c).isEmpty(), 'a.isSubset(u) && i.isSubset(a) && d.intersect(c).isEmpty()');
       assert.equal(a.equals(c), a.toString() === c.toString());
       assert.equal(a.overlaps(c), !i.isEmpty());
     }),
