@@ -17,6 +17,23 @@ export interface NaiveDecision {
   readonly rule: string | null;
 }
 
+/**
+ * Whether a peer of `rule` holds address `a` (owned by workload `w`, if any),
+ * read straight off the model: the reference definition of a peer.
+ */
+export function peerHolds(peer: Peer, rule: Rule, a: Addr, w: Workload | undefined): boolean {
+  switch (peer.kind) {
+    case 'any':
+      return true;
+    case 'ips':
+      return peer.set.has(a);
+    case 'workload':
+      return w !== undefined && w.name === peer.name;
+    case 'selector':
+      return w !== undefined && peer.selector.matches(w.labels) && (peer.global || rule.scope.matches(w.labels));
+  }
+}
+
 export class NaiveEvaluator {
   private readonly exact = new Map<string, Workload>();
   private readonly ranges: { lo: Addr; hi: Addr; len: number; w: Workload }[] = [];
@@ -49,23 +66,10 @@ export class NaiveEvaluator {
     return best?.w;
   }
 
-  private inPeer(peer: Peer, rule: Rule, a: Addr, w: Workload | undefined): boolean {
-    switch (peer.kind) {
-      case 'any':
-        return true;
-      case 'ips':
-        return peer.set.has(a);
-      case 'workload':
-        return w !== undefined && w.name === peer.name;
-      case 'selector':
-        return w !== undefined && peer.selector.matches(w.labels) && (peer.global || rule.scope.matches(w.labels));
-    }
-  }
-
   /** One managed end's own decision: first override, else first deny, else first allow, else default deny. */
   private sideRule(flow: Flow, sw: Workload | undefined, dw: Workload | undefined): Rule | undefined {
     const matches = (r: Rule) =>
-      r.conns.has(flow.proto, flow.port) && r.from.some((p) => this.inPeer(p, r, flow.src, sw)) && r.to.some((p) => this.inPeer(p, r, flow.dst, dw));
+      r.conns.has(flow.proto, flow.port) && r.from.some((p) => peerHolds(p, r, flow.src, sw)) && r.to.some((p) => peerHolds(p, r, flow.dst, dw));
     const rules = this.policy.rules;
     return rules.find((r) => r.tier === 'override' && matches(r)) ?? rules.find((r) => r.tier === 'deny' && matches(r)) ?? rules.find((r) => r.tier === 'allow' && matches(r));
   }

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
-import { NaiveEvaluator } from '../../src/engine/naive.js';
+import { NaiveEvaluator, peerHolds } from '../../src/engine/naive.js';
 import { generateEstate, generateFlows, Rng, toYaml, toYamlFiles, type EstateDocument } from '../../src/generate/index.js';
 import { resolveServices } from '../../src/generate/ports.js';
 import { parseSelector } from '../../src/model/selector.js';
-import type { Peer, Rule, Workload } from '../../src/model/types.js';
+import type { Rule, Workload } from '../../src/model/types.js';
 import { familyOf, parseAddr, type Addr } from '../../src/netset/ip.js';
 import { flowFromGenerated, policyFromDoc } from '../helpers/policy.js';
 import { allSelectors, balanced, checkDocument } from './check.js';
@@ -22,19 +22,7 @@ function familyOfText(text: string): 4 | 6 {
 
 /** Whether a rule of the loaded model covers the flow (peers, scope and connections), whatever the tiers and modes say. */
 function covers(rule: Rule, f: { src: Addr; dst: Addr; proto: number; port: number }, sw: Workload | undefined, dw: Workload | undefined): boolean {
-  const inPeer = (p: Peer, a: Addr, w: Workload | undefined): boolean => {
-    switch (p.kind) {
-      case 'any':
-        return true;
-      case 'ips':
-        return p.set.has(a);
-      case 'workload':
-        return w?.name === p.name;
-      case 'selector':
-        return w !== undefined && p.selector.matches(w.labels) && (p.global || rule.scope.matches(w.labels));
-    }
-  };
-  return rule.conns.has(f.proto, f.port) && rule.from.some((p) => inPeer(p, f.src, sw)) && rule.to.some((p) => inPeer(p, f.dst, dw));
+  return rule.conns.has(f.proto, f.port) && rule.from.some((p) => peerHolds(p, rule, f.src, sw)) && rule.to.some((p) => peerHolds(p, rule, f.dst, dw));
 }
 
 describe('Rng', () => {
