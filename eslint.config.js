@@ -15,9 +15,10 @@ const core = {
   model: ['netset'],
   policy: ['netset', 'model'],
   engine: ['netset', 'model', 'policy'],
-  generate: ['netset', 'model', 'policy'],
+  generate: ['netset', 'model', 'policy', 'flows'],
   compile: ['netset', 'model', 'policy', 'engine'],
   analysis: ['netset', 'model', 'policy', 'engine'],
+  flows: ['netset', 'model', 'policy', 'engine'],
   k8s: ['netset', 'model', 'policy', 'engine', 'compile', 'analysis'],
 };
 const layers = Object.keys(core);
