@@ -7,6 +7,8 @@ import type { Diagnostic } from '../model/diagnostic.js';
 import { HostCompiler } from '../compile/host.js';
 import { compileNftables, type Failsafe } from '../compile/nftables.js';
 import { nftAvailable, nftCheck } from '../adapters/nft.js';
+import { iptablesCheck } from '../adapters/iptables.js';
+import { compileIptables } from '../compile/iptables.js';
 import { EXIT, loadDir, parseNow, printDiagnostics, UsageError, type Io } from './common.js';
 import { parseConnection } from './eval.js';
 import { plural, summary } from './render.js';
@@ -41,7 +43,6 @@ export function failsafeOf(opts: Pick<CompileOptions, 'mgmt' | 'mgmtPort' | 'con
 }
 
 export function runCompile(dir: string, opts: CompileOptions, io: Io): number {
-  if (opts.target !== 'nftables') throw new UsageError(`target \`${opts.target}\` is not available yet; targets: nftables`);
   const c = loadDir(dir, parseNow(opts.now));
   if (c.diagnostics.hasErrors()) {
     printDiagnostics(c.diagnostics.sorted().filter((d) => d.severity === 'error'), c.texts, io);
@@ -55,7 +56,8 @@ export function runCompile(dir: string, opts: CompileOptions, io: Io): number {
   const diags: Diagnostic[] = [];
   const results: { workload: string; rules: number; setElements: number; file?: string; check?: string; ms: number }[] = [];
   const check = opts.check === true;
-  if (check && !nftAvailable()) throw new UsageError('--check needs `nft` (Debian package nftables) and root');
+  const iptables = opts.target === 'iptables';
+  if (check && !iptables && !nftAvailable()) throw new UsageError('--check needs `nft` (Debian package nftables) and root');
   if (opts.out) mkdirSync(opts.out, { recursive: true });
   let skipped = 0;
   c.ir.workloads.forEach((w, i) => {
@@ -66,14 +68,17 @@ export function runCompile(dir: string, opts: CompileOptions, io: Io): number {
       skipped++;
       return;
     }
-    const a = compileNftables(host, { failsafe });
+    const a = iptables ? compileIptables(host, { failsafe }) : compileNftables(host, { failsafe });
     const ms = performance.now() - t0;
     diags.push(...a.diagnostics);
     const row: (typeof results)[number] = { workload: w.name, rules: a.rules, setElements: a.setElements, ms };
-    if (opts.out) writeFileSync((row.file = join(opts.out, `${w.name}.nft`)), a.text);
-    else if (opts.output === 'text' && wanted) io.out(a.text);
+    const files: [string, string][] = 'text' in a ? [['nft', a.text]] : [['ipset', a.ipset], ['iptables', a.iptables], ['ip6tables', a.ip6tables]];
+    if (opts.out) {
+      for (const [ext, text] of files) writeFileSync(join(opts.out, `${w.name}.${ext}`), text);
+      row.file = join(opts.out, `${w.name}.${files[0][0]}`);
+    } else if (opts.output === 'text' && wanted) for (const [ext, text] of files) io.out(`# ---- ${w.name}.${ext}\n${text}`);
     if (check) {
-      const r = nftCheck(a.text);
+      const r = 'text' in a ? nftCheck(a.text) : iptablesCheck(a);
       row.check = r.ok ? 'ok' : r.error;
     }
     results.push(row);
@@ -86,8 +91,8 @@ export function runCompile(dir: string, opts: CompileOptions, io: Io): number {
     io.out(JSON.stringify({ target: opts.target, hosts: results, unmanaged: skipped, diagnostics: diags.length, p99Ms: p99 }, null, 2));
   } else {
     const rules = results.reduce((n, r) => n + r.rules, 0);
-    io.err(`compiled ${plural(results.length, 'managed workload')} to nftables (${plural(skipped, 'unmanaged workload')} skipped): ${rules} rules, p99 ${p99.toFixed(2)} ms per host${opts.out ? `; written to ${opts.out}/` : ''}`);
-    if (check) io.err(failedChecks.length === 0 ? `nft -c: all ${results.length} rulesets check` : `nft -c: ${failedChecks.length} rulesets fail:\n${failedChecks.map((f) => `  ${f.workload}: ${f.check}`).join('\n')}`);
+    io.err(`compiled ${plural(results.length, 'managed workload')} to ${opts.target} (${plural(skipped, 'unmanaged workload')} skipped): ${rules} rules, p99 ${p99.toFixed(2)} ms per host${opts.out ? `; written to ${opts.out}/` : ''}`);
+    if (check) io.err(failedChecks.length === 0 ? `${iptables ? 'restore --test' : 'nft -c'}: all ${results.length} rulesets check` : `${iptables ? 'restore --test' : 'nft -c'}: ${failedChecks.length} rulesets fail:\n${failedChecks.map((f) => `  ${f.workload}: ${f.check}`).join('\n')}`);
   }
   if (failedChecks.length > 0 || diags.some((d) => d.severity === 'error')) return EXIT.policyErrors;
   return EXIT.ok;
@@ -97,12 +102,12 @@ export function runCompile(dir: string, opts: CompileOptions, io: Io): number {
 export function register(prog: Command, io: Io): void {
   prog
     .command('compile')
-    .description('compile a policy to per-host rulesets (nftables) for every managed workload')
+    .description('compile a policy to per-host rulesets (nftables, or iptables + ipset) for every managed workload')
     .argument('<dir>', 'policy directory')
-    .addOption(new Option('-t, --target <target>', 'enforcement target').choices(['nftables']).default('nftables'))
-    .option('--out <dir>', 'write one file per host here (<workload>.nft)')
+    .addOption(new Option('-t, --target <target>', 'enforcement target').choices(['nftables', 'iptables']).default('nftables'))
+    .option('--out <dir>', 'write the files of each host here (<workload>.nft; iptables: .ipset, .iptables, .ip6tables)')
     .option('-w, --workload <name...>', 'only these workloads (prints the ruleset when --out is not given)')
-    .option('--check', 'check every ruleset with `nft -c` in a scratch network namespace (needs root)')
+    .option('--check', 'check every ruleset in a scratch network namespace: `nft -c`, or ipset restore + iptables-restore --test (needs root)')
     .option('--mgmt <prefix...>', 'failsafe: management networks always allowed in on the management ports')
     .option('--mgmt-port <port/proto...>', 'failsafe: management ports (default 22/tcp)')
     .option('--control-plane <prefix...>', 'failsafe: control plane addresses, always reachable both ways')
@@ -110,7 +115,7 @@ export function register(prog: Command, io: Io): void {
     .addOption(new Option('--now <time>', 'judge override expiry at this time (ISO 8601)'))
     .addHelpText(
       'after',
-      '\nExamples:\n  bulkhead compile examples/estate/policy --out out/nft --check\n  bulkhead compile examples/estate/policy -w shop-prod-web-1 --mgmt 10.99.0.0/16 --control-plane 10.99.0.5\n\nEach file replaces only the table `inet bulkhead` in one transaction: load it with `nft -f <file>`.',
+      '\nExamples:\n  bulkhead compile examples/estate/policy --out out/nft --check\n  bulkhead compile examples/estate/policy --target iptables --out out/ipt\n  bulkhead compile examples/estate/policy -w shop-prod-web-1 --mgmt 10.99.0.0/16 --control-plane 10.99.0.5\n\nEach file replaces only the table `inet bulkhead` in one transaction: load it with `nft -f <file>`.',
     )
     .action((dir: string, opts: CompileOptions) => {
       prog.setOptionValue('exit', runCompile(dir, opts, io));
