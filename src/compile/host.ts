@@ -6,7 +6,7 @@
  * restriction. Pure.
  */
 import { ConnSet } from '../netset/connset.js';
-import { IpSet, type Addr } from '../netset/ip.js';
+import { IpSet, prefixRange, type Addr } from '../netset/ip.js';
 import type { Bits } from '../netset/bits.js';
 import type { Mode, Rule, Tier } from '../model/types.js';
 import type { Ir, PeerSet } from '../policy/ir.js';
@@ -53,17 +53,15 @@ export class HostCompiler {
 
   constructor(readonly ir: Ir) {
     this.classRanges = ir.classes.map(() => ({ v4: [], v6: [] }));
-    this.owned = new Map();
+    const segments: { lo: Addr; hi: Addr; ep: number }[] = [];
     for (const [lo, hi, ep] of ir.addressMap.segments()) {
       const cls = ir.endpointClass[ep];
       if (cls < 0) continue;
       if (typeof lo === 'number') this.classRanges[cls].v4.push([lo, hi as number]);
       else this.classRanges[cls].v6.push([lo, hi as bigint]);
-      const w = ir.workloadLookup.lookup(lo)!;
-      let list = this.owned.get(w);
-      if (!list) this.owned.set(w, (list = []));
-      list.push({ lo, hi, ep });
+      segments.push({ lo, hi, ep });
     }
+    this.owned = ownedRanges(ir, segments);
   }
 
   /** The addresses of every endpoint a peer side holds. */
@@ -127,4 +125,35 @@ export class HostCompiler {
     };
     return { workload: w.name, index, mode: cls.mode, addresses, ingress: side('ingress'), egress: side('egress') };
   }
+}
+
+/**
+ * The address ranges each workload owns, with their endpoints: its prefixes
+ * less the more specific prefixes of other workloads inside them (longest
+ * prefix match), cut where the endpoint changes. Address-map segments cannot
+ * be used alone: they merge neighbouring workloads of one class.
+ */
+function ownedRanges(ir: Ir, segments: readonly { lo: Addr; hi: Addr; ep: number }[]): Map<number, { lo: Addr; hi: Addr; ep: number }[]> {
+  const out = new Map<number, { lo: Addr; hi: Addr; ep: number }[]>();
+  const nested = ir.workloads.some((w) => w.addresses.some((p) => p.len < (typeof p.addr === 'number' ? 32 : 128)));
+  ir.workloads.forEach((w, i) => {
+    const list: { lo: Addr; hi: Addr; ep: number }[] = [];
+    for (const p of w.addresses) {
+      const [lo, hi] = prefixRange(p);
+      if (lo === hi) {
+        // A single address: owned unless another workload claims it (the loader reports that), one endpoint.
+        if (ir.workloadLookup.lookup(lo) === i) list.push({ lo, hi, ep: ir.addressMap.lookup(lo) });
+        continue;
+      }
+      // A prefix: walk the segments inside it, keeping the addresses this workload owns.
+      for (const s of segments) {
+        if (typeof s.lo !== typeof lo || s.hi < lo || s.lo > hi) continue;
+        const a = s.lo > lo ? s.lo : lo;
+        const z = s.hi < hi ? s.hi : hi;
+        if (!nested || ir.workloadLookup.lookup(a) === i) list.push({ lo: a, hi: z, ep: s.ep });
+      }
+    }
+    if (list.length > 0) out.set(i, list);
+  });
+  return out;
 }

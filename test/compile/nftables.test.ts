@@ -138,3 +138,22 @@ test('apply: atomic replace of our table only, rejection keeps the old ruleset, 
   assert.match(listTable(target), /bh test-drop default/);
   assert.equal(runNft(['list', 'table', 'inet', 'other'], undefined, target).code, 0, 'the other table is untouched');
 });
+
+test('neighbouring workloads of one class each get their rules (address-map ranges merge them)', () => {
+  const c = policyFromYaml(`
+workloads:
+  - { name: w1, addresses: [10.0.0.1], labels: { role: web } }
+  - { name: w2, addresses: [10.0.0.2], labels: { role: web } }
+  - { name: db, addresses: [10.0.0.3], labels: { role: db } }
+rulesets:
+  - name: r
+    rules:
+      - { id: web-db, from: ["role == 'web'"], to: ["role == 'db'"], services: ["5432/tcp"] }
+`);
+  const hc = new HostCompiler(c.ir);
+  for (const i of [0, 1]) {
+    const h = hc.host(i)!;
+    assert.deepEqual(h.egress.map((r) => r.rule.id), ['web-db'], h.workload);
+    assert.equal(h.addresses.toString(), `10.0.0.${i + 1}`);
+  }
+});
