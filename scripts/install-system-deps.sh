@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages bulkhead's enforcement backends and kernel tests
-# use: nftables, iptables + ipset, iperf3 (dataplane benchmark), conntrack.
+# use: nftables, iptables + ipset, iperf3 (dataplane benchmark), conntrack,
+# python3 (the lab's listeners and probers).
 # Needs root; does nothing when everything is already there.
 set -euo pipefail
 need=()
-for pair in nft:nftables iptables:iptables ipset:ipset iperf3:iperf3 conntrack:conntrack; do
+for pair in nft:nftables iptables:iptables ipset:ipset iperf3:iperf3 conntrack:conntrack python3:python3; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
 done
 [ ${#need[@]} -eq 0 ] && exit 0
