@@ -12,6 +12,8 @@ import { Evaluator, type Decision } from '../engine/evaluate.js';
 import { HostCompiler } from '../compile/host.js';
 import { compileNftables } from '../compile/nftables.js';
 import { nftAvailable, nftCheck } from '../adapters/nft.js';
+import { labDown, labProbe, labProblems, labUp } from '../lab/index.js';
+import { compareWithEngine, labHostsFromIr, loadPolicy, probePlan } from '../lab/verify.js';
 import { EXIT, loadDir, parseNow, printDiagnostics, UsageError, type Io } from './common.js';
 import { parseConnection, resolveEnd } from './eval.js';
 import { diagnosticJson, summary, table } from './render.js';
@@ -45,7 +47,7 @@ export function readExpectedFlows(path: string): { now?: Date; flows: ExpectedFl
   return { now, flows: list as ExpectedFlow[] };
 }
 
-export function runDemo(opts: { estate?: string; flows?: string; out: string; now?: string }, io: Io): number {
+export async function runDemo(opts: { estate?: string; flows?: string; out: string; now?: string }, io: Io): Promise<number> {
   const estate = opts.estate ?? BUNDLED_ESTATE;
   const flowsFile = opts.flows ?? (opts.estate ? undefined : BUNDLED_FLOWS);
   const expected = flowsFile ? readExpectedFlows(flowsFile) : { flows: [] };
@@ -146,7 +148,26 @@ export function runDemo(opts: { estate?: string; flows?: string; out: string; no
   io.out(canCheck ? `    nft -c (in a scratch network namespace): ${failed.length === 0 ? `all ${hosts} check` : `${failed.length} FAIL\n      ${failed.join('\n      ')}`}` : '    nft -c skipped: needs root and nftables (bash scripts/install-system-deps.sh)');
   if (failed.length > 0) failures += failed.length;
 
-  io.out(`\noutputs in ${opts.out}/: validate.json (diagnostics and counts), decisions.json (every verdict with its explanation), report.md, nftables/ (one ruleset per managed host)`);
+  step(4, 'prove it in the kernel: a network-namespace lab of the estate, rulesets loaded, real connections compared with the engine');
+  const problems = labProblems();
+  if (problems.length > 0) io.out(`    skipped: ${problems.join('; ')}`);
+  else {
+    const hosts = labHostsFromIr(c.ir).slice(0, 40);
+    const tl = performance.now();
+    const lab = await labUp(hosts);
+    try {
+      const loaded = await loadPolicy(lab, c.ir, 'nftables');
+      const cmp = compareWithEngine(c.ir, await labProbe(lab, probePlan(hosts, { sample: 3000 }), { timeoutMs: 300 }));
+      io.out(`    ${hosts.length} hosts (${loaded} with a ruleset), ${cmp.probes} probes in ${((performance.now() - tl) / 1000).toFixed(1)} s: ${[...cmp.verdicts].map(([v, n]) => `${n} ${v}`).join(', ')}`);
+      io.out(cmp.mismatches.length === 0 ? '    the kernel did what the engine says on every probe' : `    ${cmp.mismatches.length} probes DISAGREE:\n      ${cmp.mismatches.slice(0, 10).join('\n      ')}`);
+      failures += cmp.mismatches.length;
+      writeFileSync(join(opts.out, 'lab-probes.json'), JSON.stringify({ probes: cmp.probes, verdicts: Object.fromEntries(cmp.verdicts), mismatches: cmp.mismatches }, null, 2) + '\n');
+    } finally {
+      await labDown(lab.runId);
+    }
+  }
+
+  io.out(`\noutputs in ${opts.out}/: validate.json (diagnostics and counts), decisions.json (every verdict with its explanation), report.md, nftables/ (one ruleset per managed host), lab-probes.json`);
   io.out('next: `bulkhead eval <dir> --from <ip|workload> --to <ip|workload> --port 5432/tcp` explains any one flow');
   return failures > 0 ? EXIT.policyErrors : EXIT.ok;
 }

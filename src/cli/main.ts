@@ -9,6 +9,7 @@ import { runEval } from './eval.js';
 import { runDemo } from './demo.js';
 import { runGenerate } from './generate.js';
 import { register as registerCompile } from './compile.js';
+import { register as registerLab } from './lab.js';
 
 const defaultIo = (): Io => ({
   out: (s) => process.stdout.write(s + '\n'),
@@ -103,8 +104,8 @@ Start with:
     .option('--flows <file>', 'example flows with expected verdicts (YAML list of {note, from, to, port, expect, decidedBy})')
     .option('--out <dir>', 'where to write the outputs', 'out/demo')
     .addOption(nowOption())
-    .action((opts) => {
-      prog.setOptionValue('exit', runDemo(opts, io));
+    .action(async (opts) => {
+      prog.setOptionValue('exit', await runDemo(opts, io));
     });
 
   prog
@@ -120,6 +121,7 @@ Start with:
     });
 
   registerCompile(prog, io);
+  registerLab(prog, io);
   return prog;
 }
 

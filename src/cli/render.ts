@@ -62,3 +62,26 @@ export function table(rows: readonly (readonly string[])[]): string {
   for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ')).join('\n');
 }
+
+/** One CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180). */
+export function csvField(s: string): string {
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** A Markdown table: the first row is the header; `|` in cells is escaped. */
+export function markdownTable(rows: readonly (readonly string[])[]): string {
+  if (rows.length === 0) return '';
+  const cell = (c: string) => c.replace(/\|/g, '\\|');
+  const line = (r: readonly string[]) => `| ${r.map(cell).join(' | ')} |`;
+  return [line(rows[0]), `|${rows[0].map(() => '---').join('|')}|`, ...rows.slice(1).map(line)].join('\n');
+}
+
+/** A Graphviz DOT quoted id. */
+export function dotId(s: string): string {
+  return `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+}
+
+/** A list shortened after `max` items: `a, b, c +4`. */
+export function shortList(items: readonly string[], max = 3): string {
+  return items.length > max ? `${items.slice(0, max).join(', ')} +${items.length - max}` : items.join(', ');
+}

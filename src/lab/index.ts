@@ -9,3 +9,4 @@ export type { LabArtifact, LabLoadOptions } from './load.js';
 export { labProbe, labTcpRate } from './probe.js';
 export type { Probe, ProbeResult, LabProbeOptions, TcpRate } from './probe.js';
 export { LabError, labProblems } from './sys.js';
+export { compareWithEngine, expectedResult, labHostsFromIr, loadPolicy, probePlan, type Backend, type Comparison } from './verify.js';
