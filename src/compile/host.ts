@@ -9,7 +9,7 @@ import { ConnSet } from '../netset/connset.js';
 import { IpSet, prefixRange, type Addr } from '../netset/ip.js';
 import type { Bits } from '../netset/bits.js';
 import type { Mode, Rule, Tier } from '../model/types.js';
-import type { Ir, PeerSet } from '../policy/ir.js';
+import { applicability, type Ir, type PeerSet } from '../policy/ir.js';
 
 /** One rule as a host firewall applies it on one side. */
 export interface HostRule {
@@ -94,9 +94,17 @@ export class HostCompiler {
       owned.filter((o) => typeof o.lo === 'number').map((o) => [o.lo as number, o.hi as number] as [number, number]),
       owned.filter((o) => typeof o.lo === 'bigint').map((o) => [o.lo as bigint, o.hi as bigint] as [bigint, bigint]),
     );
+    const app = applicability(ir);
     const side = (dir: 'ingress' | 'egress'): HostRule[] => {
       const out: HostRule[] = [];
-      for (const r of ir.rules) {
+      // Only the rules whose side holds one of the workload's endpoints can apply.
+      const candidates = new Set<number>();
+      for (const o of owned) {
+        for (const r of app[dir].byClass[ir.endpointClass[o.ep]] ?? []) candidates.add(r);
+        for (const r of app[dir].byAtom[ir.endpointAtom[o.ep]] ?? []) candidates.add(r);
+      }
+      for (const ri of [...candidates].sort((a, b) => a - b)) {
+        const r = ir.rules[ri];
         const mine = dir === 'ingress' ? r.to : r.from;
         const other = dir === 'ingress' ? r.from : r.to;
         // The rule applies to those of the workload's addresses whose endpoint its side holds.
@@ -112,8 +120,12 @@ export class HostCompiler {
         const peer = this.peerAddresses(other);
         if (peer.isEmpty()) continue;
         // Services with a host restriction become rules of their own; the rest share one.
-        let plain = ConnSet.EMPTY;
         const base = { index: r.index, rule: r.rule, tier: r.rule.tier, action: r.rule.action, peer, own };
+        if (r.rule.services.every((s) => s.user === undefined && s.process === undefined)) {
+          out.push({ ...base, conns: r.conns });
+          continue;
+        }
+        let plain = ConnSet.EMPTY;
         for (const s of r.rule.services) {
           if (s.user === undefined && s.process === undefined) plain = plain.union(s.conns);
           else out.push({ ...base, conns: s.conns, user: s.user, process: s.process });

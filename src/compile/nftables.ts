@@ -55,6 +55,25 @@ function family(set: IpSet, f: 4 | 6): IpSet {
   return f === 4 ? IpSet.fromParts(set.v4, BigIntervalSet.EMPTY) : IpSet.fromParts(IntervalSet.EMPTY, set.v6);
 }
 
+/** Rendered elements per address set and family, shared by every host compiled in this process (sets are immutable). */
+const ELEMENTS = new WeakMap<IpSet, { 4?: readonly string[]; 6?: readonly string[] }>();
+
+/** The elements of one family of `set` as nft writes them (bare addresses and prefixes); cached. */
+function familyElements(set: IpSet, f: 4 | 6): readonly string[] {
+  let entry = ELEMENTS.get(set);
+  if (!entry) ELEMENTS.set(set, (entry = {}));
+  return (entry[f] ??= elements(family(set, f)));
+}
+
+const KEYS = new WeakMap<readonly string[], string>();
+
+/** A rendered element list joined for output (and so its content key), computed once per list. */
+function contentKey(els: readonly string[]): string {
+  let k = KEYS.get(els);
+  if (k === undefined) KEYS.set(els, (k = els.join(', ')));
+  return k;
+}
+
 function isAll(set: IpSet, f: 4 | 6): boolean {
   return f === 4 ? IpSet.ALL_V4.isSubset(set) : IpSet.ALL_V6.isSubset(set);
 }
@@ -104,11 +123,12 @@ export function compileNftables(host: HostPolicy, options: NftOptions = {}): Nft
     return { workload: host.workload, text: lines.join('\n') + '\n', rules: 0, setElements: 0, diagnostics };
   }
 
-  const sets = new Map<string, { name: string; f: 4 | 6; elements: string[] }>();
+  // One named set per distinct content and family.
+  const sets = new Map<string, { name: string; f: 4 | 6; elements: readonly string[] }>();
   let elementCount = 0;
   const setFor = (s: IpSet, f: 4 | 6): string => {
-    const els = elements(s);
-    const key = `${f}|${els.join(',')}`;
+    const els = familyElements(s, f);
+    const key = `${f}|${contentKey(els)}`;
     let entry = sets.get(key);
     if (!entry) {
       entry = { name: `peer${f}_${sets.size}`, f, elements: els };
@@ -143,14 +163,13 @@ export function compileNftables(host: HostPolicy, options: NftOptions = {}): Nft
       const denies = r.action === 'deny';
       for (const m of serviceMatches(r.conns)) {
         for (const f of familiesOf(m)) {
-          const peer = family(r.peer, f);
-          if (peer.isEmpty()) continue;
-          const own = r.own ? family(r.own, f) : undefined;
-          if (own && own.isEmpty()) continue;
+          if (f === 4 ? r.peer.v4.isEmpty() : r.peer.v6.isEmpty()) continue;
+          const own = r.own ? familyElements(r.own, f) : undefined;
+          if (own && own.length === 0) continue;
           const ip = f === 4 ? 'ip' : 'ip6';
           const parts: string[] = [];
-          if (own) parts.push(`${ip} ${ownKw} { ${elements(own).join(', ')} }`);
-          if (!isAll(peer, f)) parts.push(`${ip} ${peerKw} ${setFor(peer, f)}`);
+          if (own) parts.push(`${ip} ${ownKw} { ${contentKey(own)} }`);
+          if (!isAll(r.peer, f)) parts.push(`${ip} ${peerKw} ${setFor(r.peer, f)}`);
           else if (m.kind === 'any' || m.kind === 'ports' || (m.kind === 'proto' && familiesOf(m).length === 2)) parts.push(`meta nfproto ipv${f}`);
           const mt = matchText(m);
           if (mt) parts.push(mt);
@@ -205,7 +224,7 @@ export function compileNftables(host: HostPolicy, options: NftOptions = {}): Nft
   body.push(...chain('egress', egress));
   const setLines: string[] = [];
   for (const s of sets.values()) {
-    setLines.push(`  set ${s.name} {`, `    type ${s.f === 4 ? 'ipv4_addr' : 'ipv6_addr'}`, '    flags interval', `    elements = { ${s.elements.join(', ')} }`, '  }');
+    setLines.push(`  set ${s.name} {`, `    type ${s.f === 4 ? 'ipv4_addr' : 'ipv6_addr'}`, '    flags interval', `    elements = { ${contentKey(s.elements)} }`, '  }');
   }
   lines.push(`table inet ${table} {`, ...setLines, ...body, '}');
   return { workload: host.workload, text: lines.join('\n') + '\n', rules: ruleCount, setElements: elementCount, diagnostics };

@@ -11,7 +11,7 @@
 import { ConnSet } from '../netset/connset.js';
 import { formatAddr, type Addr } from '../netset/ip.js';
 import type { Mode, Tier } from '../model/types.js';
-import type { Ir } from '../policy/ir.js';
+import { applicability, type Ir } from '../policy/ir.js';
 import { combine, Side, SIDE_EGRESS, SIDE_INGRESS, VERDICTS, type DecidingSide, type Verdict } from './combine.js';
 
 /** A flow as the evaluator sees it. `port` is the port, or `type * 256 + code` for ICMP. */
@@ -149,15 +149,9 @@ export class Evaluator {
     this.endpointAtom = ir.endpointAtom;
 
     // Which rules apply, per class and per atom, in each direction.
-    const byClass = [new Array<number[] | undefined>(nc), new Array<number[] | undefined>(nc)];
-    const byAtom = [new Array<number[] | undefined>(na), new Array<number[] | undefined>(na)];
-    const add = (arr: (number[] | undefined)[], i: number, r: number) => (arr[i] ??= []).push(r);
-    for (const r of rules) {
-      for (const c of r.from.classes.indices()) if (ir.classes[c].managed) add(byClass[EGRESS], c, r.index);
-      for (const c of r.to.classes.indices()) if (ir.classes[c].managed) add(byClass[INGRESS], c, r.index);
-      for (const a of r.from.atoms.indices()) add(byAtom[EGRESS], a, r.index);
-      for (const a of r.to.atoms.indices()) add(byAtom[INGRESS], a, r.index);
-    }
+    const app = applicability(ir);
+    const byClass = [app.egress.byClass, app.ingress.byClass];
+    const byAtom = [app.egress.byAtom, app.ingress.byAtom];
 
     const ne = ir.endpoints.length;
     this.tableOf = new Int32Array(ne * 2).fill(-1);

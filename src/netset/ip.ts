@@ -302,6 +302,17 @@ function rangeToPrefixes(lo: bigint, hi: bigint, bits: number, emit: (addr: bigi
   }
 }
 
+/** rangeToPrefixes for IPv4 in plain numbers (no bigint arithmetic): the hot path of rendering address sets. */
+function rangeToPrefixesV4(lo: number, hi: number, emit: (addr: number, len: number) => void): void {
+  while (lo <= hi) {
+    // The largest aligned block at lo: its size is the lowest set bit of lo (2^32 for 0).
+    let size = lo === 0 ? 4294967296 : lo % 2 === 1 ? 1 : 2 ** (31 - Math.clz32((lo & -lo) >>> 0));
+    while (lo + size - 1 > hi) size /= 2;
+    emit(lo, 32 - Math.log2(size));
+    lo += size;
+  }
+}
+
 /** Throws unless `a` is a valid address. */
 function checkAddr(a: Addr): void {
   if (!isAddr(a)) throw new RangeError(`${String(a)} is not an IPv4 or IPv6 address value`);
@@ -430,9 +441,7 @@ export class IpSet {
   toPrefixes(): Prefix[] {
     const out: Prefix[] = [];
     const b4 = this.v4.bounds;
-    for (let i = 0; i < b4.length; i += 2) {
-      rangeToPrefixes(BigInt(b4[i]), BigInt(b4[i + 1]), 32, (addr, len) => out.push({ addr: Number(addr), len }));
-    }
+    for (let i = 0; i < b4.length; i += 2) rangeToPrefixesV4(b4[i], b4[i + 1], (addr, len) => out.push({ addr, len }));
     const b6 = this.v6.bounds;
     for (let i = 0; i < b6.length; i += 2) rangeToPrefixes(b6[i], b6[i + 1], 128, (addr, len) => out.push({ addr, len }));
     return out;

@@ -186,6 +186,39 @@ export class AddressMap {
   }
 }
 
+// ---------------------------------------------------------------- rule applicability
+
+/** For each class and each atom, the indexes of the rules whose side holds it, ascending. */
+export interface Applicability {
+  /** Rules whose `from` holds it: they apply to its egress. */
+  readonly egress: { readonly byClass: readonly (readonly number[] | undefined)[]; readonly byAtom: readonly (readonly number[] | undefined)[] };
+  /** Rules whose `to` holds it: they apply to its ingress. */
+  readonly ingress: { readonly byClass: readonly (readonly number[] | undefined)[]; readonly byAtom: readonly (readonly number[] | undefined)[] };
+}
+
+const APPLICABILITY = new WeakMap<Ir, Applicability>();
+
+/** Which rules apply to which classes and atoms (managed classes only), computed once per IR. */
+export function applicability(ir: Ir): Applicability {
+  const known = APPLICABILITY.get(ir);
+  if (known) return known;
+  const nc = ir.classes.length;
+  const na = ir.atoms.length;
+  const make = () => ({ byClass: new Array<number[] | undefined>(nc), byAtom: new Array<number[] | undefined>(na) });
+  const egress = make();
+  const ingress = make();
+  const add = (arr: (number[] | undefined)[], i: number, r: number) => (arr[i] ??= []).push(r);
+  for (const r of ir.rules) {
+    for (const c of r.from.classes.indices()) if (ir.classes[c].managed) add(egress.byClass, c, r.index);
+    for (const c of r.to.classes.indices()) if (ir.classes[c].managed) add(ingress.byClass, c, r.index);
+    for (const a of r.from.atoms.indices()) add(egress.byAtom, a, r.index);
+    for (const a of r.to.atoms.indices()) add(ingress.byAtom, a, r.index);
+  }
+  const out = { egress, ingress };
+  APPLICABILITY.set(ir, out);
+  return out;
+}
+
 // ---------------------------------------------------------------- build
 
 function labelsKey(labels: Labels): string {
