@@ -21,7 +21,7 @@ import { memoryDoc } from '../src/policy/source.js';
 import { Evaluator } from '../src/engine/evaluate.js';
 import { HostCompiler } from '../src/compile/host.js';
 import { compileNftables } from '../src/compile/nftables.js';
-import { formatAddr, IpSet } from '../src/netset/ip.js';
+import { formatAddr } from '../src/netset/ip.js';
 import { PROTOCOLS } from '../src/netset/connset.js';
 import { labDown, labLoad, labFlush, labProblems, labTcpRate, labUp, type Lab } from '../src/lab/index.js';
 import { runNft, withScratchNetns } from '../src/adapters/nft.js';
