@@ -55,14 +55,39 @@ function family(set: IpSet, f: 4 | 6): IpSet {
   return f === 4 ? IpSet.fromParts(set.v4, BigIntervalSet.EMPTY) : IpSet.fromParts(IntervalSet.EMPTY, set.v6);
 }
 
-/** Rendered elements per address set and family, shared by every host compiled in this process (sets are immutable). */
-const ELEMENTS = new WeakMap<IpSet, { 4?: readonly string[]; 6?: readonly string[] }>();
+/** The elements of one family of a set, split as nft loads them fastest: single addresses, and prefixes. */
+interface Split {
+  /** Single addresses (small prefixes expanded): a hash set, several times faster to load than an interval set. */
+  readonly singles: readonly string[];
+  /** Prefixes wider than {@link EXPAND_MAX} addresses: an interval set. */
+  readonly prefixes: readonly string[];
+}
 
-/** The elements of one family of `set` as nft writes them (bare addresses and prefixes); cached. */
-function familyElements(set: IpSet, f: 4 | 6): readonly string[] {
+/** Prefixes of up to this many addresses are written as single addresses. */
+const EXPAND_MAX = 16;
+
+/** Rendered elements per address set and family, shared by every host compiled in this process (sets are immutable). */
+const ELEMENTS = new WeakMap<IpSet, { 4?: Split; 6?: Split }>();
+
+/** The elements of one family of `set`, split into single addresses and prefixes; cached. */
+function familyElements(set: IpSet, f: 4 | 6): Split {
   let entry = ELEMENTS.get(set);
   if (!entry) ELEMENTS.set(set, (entry = {}));
-  return (entry[f] ??= elements(family(set, f)));
+  return (entry[f] ??= split(family(set, f)));
+}
+
+function split(set: IpSet): Split {
+  const singles: string[] = [];
+  const prefixes: string[] = [];
+  for (const p of set.toPrefixes()) {
+    const full = typeof p.addr === 'number' ? 32 : 128;
+    if (p.len === full) singles.push(formatAddr(p.addr));
+    else if (full - p.len <= Math.log2(EXPAND_MAX)) {
+      const n = 2 ** (full - p.len);
+      for (let i = 0; i < n; i++) singles.push(formatAddr(typeof p.addr === 'number' ? p.addr + i : p.addr + BigInt(i)));
+    } else prefixes.push(formatPrefix(p));
+  }
+  return { singles, prefixes };
 }
 
 const KEYS = new WeakMap<readonly string[], string>();
@@ -123,19 +148,26 @@ export function compileNftables(host: HostPolicy, options: NftOptions = {}): Nft
     return { workload: host.workload, text: lines.join('\n') + '\n', rules: 0, setElements: 0, diagnostics };
   }
 
-  // One named set per distinct content and family.
-  const sets = new Map<string, { name: string; f: 4 | 6; elements: readonly string[] }>();
+  // One named set per distinct content and family: a hash set of single addresses and an interval set of prefixes.
+  const sets = new Map<string, { name: string; f: 4 | 6; interval: boolean; elements: readonly string[] }>();
   let elementCount = 0;
-  const setFor = (s: IpSet, f: 4 | 6): string => {
-    const els = familyElements(s, f);
-    const key = `${f}|${contentKey(els)}`;
+  const setRef = (els: readonly string[], f: 4 | 6, interval: boolean): string => {
+    const key = `${f}${interval ? 'i' : 'h'}|${contentKey(els)}`;
     let entry = sets.get(key);
     if (!entry) {
-      entry = { name: `peer${f}_${sets.size}`, f, elements: els };
+      entry = { name: `peer${f}_${sets.size}`, f, interval, elements: els };
       sets.set(key, entry);
       elementCount += els.length;
     }
     return '@' + entry.name;
+  };
+  /** The set references matching `s` in family `f`: one or two (a rule is then written once for each). */
+  const setsFor = (s: IpSet, f: 4 | 6): string[] => {
+    const e = familyElements(s, f);
+    const refs: string[] = [];
+    if (e.singles.length > 0) refs.push(setRef(e.singles, f, false));
+    if (e.prefixes.length > 0) refs.push(setRef(e.prefixes, f, true));
+    return refs;
   };
 
   let ruleCount = 0;
@@ -164,22 +196,27 @@ export function compileNftables(host: HostPolicy, options: NftOptions = {}): Nft
       for (const m of serviceMatches(r.conns)) {
         for (const f of familiesOf(m)) {
           if (f === 4 ? r.peer.v4.isEmpty() : r.peer.v6.isEmpty()) continue;
-          const own = r.own ? familyElements(r.own, f) : undefined;
+          const ownSplit = r.own ? familyElements(r.own, f) : undefined;
+          const own = ownSplit ? [...ownSplit.singles, ...ownSplit.prefixes] : undefined;
           if (own && own.length === 0) continue;
           const ip = f === 4 ? 'ip' : 'ip6';
-          const parts: string[] = [];
-          if (own) parts.push(`${ip} ${ownKw} { ${contentKey(own)} }`);
-          if (!isAll(r.peer, f)) parts.push(`${ip} ${peerKw} ${setFor(r.peer, f)}`);
-          else if (m.kind === 'any' || m.kind === 'ports' || (m.kind === 'proto' && familiesOf(m).length === 2)) parts.push(`meta nfproto ipv${f}`);
-          const mt = matchText(m);
-          if (mt) parts.push(mt);
-          // A user restriction can only be matched for the local sender (egress); on ingress it was reported above.
-          if (r.user !== undefined && dir === 'egress') parts.push(`meta skuid "${quoted(r.user, 32)}"`);
-          const match = parts.join(' ');
-          const comment = `comment "${id}"`;
-          if (!denies) out.push(`${match} counter accept ${comment}`);
-          else if (enforce) out.push(`${match} limit rate ${logRate} log prefix "bh drop ${quoted(r.rule.id, 40)} "`, `${match} counter drop ${comment}`);
-          else out.push(`${match} limit rate ${logRate} log prefix "bh test-drop ${quoted(r.rule.id, 34)} "`, `${match} counter accept ${comment}`);
+          const all = isAll(r.peer, f);
+          // A peer held in two sets (single addresses, prefixes) takes the rule twice, with the same verdict.
+          for (const ref of all ? [undefined] : setsFor(r.peer, f)) {
+            const parts: string[] = [];
+            if (own) parts.push(`${ip} ${ownKw} { ${own.join(', ')} }`);
+            if (ref) parts.push(`${ip} ${peerKw} ${ref}`);
+            else if (m.kind === 'any' || m.kind === 'ports' || (m.kind === 'proto' && familiesOf(m).length === 2)) parts.push(`meta nfproto ipv${f}`);
+            const mt = matchText(m);
+            if (mt) parts.push(mt);
+            // A user restriction can only be matched for the local sender (egress); on ingress it was reported above.
+            if (r.user !== undefined && dir === 'egress') parts.push(`meta skuid "${quoted(r.user, 32)}"`);
+            const match = parts.join(' ');
+            const comment = `comment "${id}"`;
+            if (!denies) out.push(`${match} counter accept ${comment}`);
+            else if (enforce) out.push(`${match} limit rate ${logRate} log prefix "bh drop ${quoted(r.rule.id, 40)} "`, `${match} counter drop ${comment}`);
+            else out.push(`${match} limit rate ${logRate} log prefix "bh test-drop ${quoted(r.rule.id, 34)} "`, `${match} counter accept ${comment}`);
+          }
         }
       }
     }
@@ -224,7 +261,7 @@ export function compileNftables(host: HostPolicy, options: NftOptions = {}): Nft
   body.push(...chain('egress', egress));
   const setLines: string[] = [];
   for (const s of sets.values()) {
-    setLines.push(`  set ${s.name} {`, `    type ${s.f === 4 ? 'ipv4_addr' : 'ipv6_addr'}`, '    flags interval', `    elements = { ${contentKey(s.elements)} }`, '  }');
+    setLines.push(`  set ${s.name} {`, `    type ${s.f === 4 ? 'ipv4_addr' : 'ipv6_addr'}`, ...(s.interval ? ['    flags interval'] : []), `    elements = { ${contentKey(s.elements)} }`, '  }');
   }
   lines.push(`table inet ${table} {`, ...setLines, ...body, '}');
   return { workload: host.workload, text: lines.join('\n') + '\n', rules: ruleCount, setElements: elementCount, diagnostics };
