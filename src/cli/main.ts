@@ -10,6 +10,10 @@ import { runDemo } from './demo.js';
 import { runGenerate } from './generate.js';
 import { register as registerCompile } from './compile.js';
 import { register as registerLab } from './lab.js';
+import { register as registerReach } from './reach.js';
+import { register as registerBlast } from './blast.js';
+import { register as registerAssert } from './assert.js';
+import { register as registerDiff } from './diff.js';
 
 const defaultIo = (): Io => ({
   out: (s) => process.stdout.write(s + '\n'),
@@ -64,6 +68,7 @@ Exit codes:
   2  usage error: a bad option, file or address
   3  eval: the flow is blocked
   4  eval: the flow is potentially blocked (a test-mode end would block it)
+  5  assert: some assertion fails
 
 Start with:
   bulkhead demo                       run the whole loop on the bundled sample estate
@@ -122,6 +127,10 @@ Start with:
 
   registerCompile(prog, io);
   registerLab(prog, io);
+  registerReach(prog, io);
+  registerBlast(prog, io);
+  registerAssert(prog, io);
+  registerDiff(prog, io);
   return prog;
 }
 
