@@ -21,6 +21,7 @@ import { diagnosticJson, summary, table } from './render.js';
 /** The sample estate shipped with bulkhead: its policy, and the flows its authors expect. */
 export const BUNDLED_ESTATE = fileURLToPath(new URL('../../examples/estate/policy', import.meta.url));
 export const BUNDLED_FLOWS = fileURLToPath(new URL('../../examples/estate/expected-flows.yaml', import.meta.url));
+export const BUNDLED_ASSERTIONS = fileURLToPath(new URL('../../examples/estate/assertions.yaml', import.meta.url));
 
 /** One example flow with the verdict its authors expect (examples/estate/expected-flows.yaml). */
 export interface ExpectedFlow {
@@ -167,7 +168,25 @@ export async function runDemo(opts: { estate?: string; flows?: string; out: stri
     }
   }
 
-  io.out(`\noutputs in ${opts.out}/: validate.json (diagnostics and counts), decisions.json (every verdict with its explanation), report.md, nftables/ (one ruleset per managed host), lab-probes.json`);
+  step(5, 'validate: the promises the policy keeps (assertions), and what an attacker on a web server could reach');
+  // The analysis commands print their own reports; the demo shows them indented. (Imported here: main imports the demo.)
+  const { main } = await import('./main.js');
+  const indented: Io = { out: (t) => io.out(t.replace(/^/gm, '    ')), err: (t) => io.out(t.replace(/^/gm, '    ')), color: false };
+  const nowArg = now ? ['--now', now.toISOString()] : [];
+  const assertions = opts.estate ? undefined : BUNDLED_ASSERTIONS;
+  if (assertions) {
+    const code = await main(['node', 'bulkhead', 'assert', estate, assertions, ...nowArg], indented);
+    io.out(code === 0 ? '    every assertion holds' : code === 5 ? '    (a broken assertion is a finding for review, not a demo failure)' : `    assert exited ${code}`);
+  }
+  const target = c.policy.workloads.find((w) => w.managed && w.labels.role === 'web' && w.labels.env === 'prod')?.name;
+  if (target) {
+    const lines: string[] = [];
+    await main(['node', 'bulkhead', 'blast-radius', estate, target, '--limit', '5', ...nowArg], { out: (t) => lines.push(t), err: (t) => lines.push(t), color: false });
+    io.out(lines.join('\n').split('\n').slice(0, 4).map((l) => '    ' + l).join('\n'));
+    writeFileSync(join(opts.out, 'blast-radius.txt'), lines.join('\n') + '\n');
+  }
+
+  io.out(`\noutputs in ${opts.out}/: validate.json (diagnostics and counts), decisions.json (every verdict with its explanation), report.md, nftables/ (one ruleset per managed host), lab-probes.json, blast-radius.txt`);
   io.out('next: `bulkhead eval <dir> --from <ip|workload> --to <ip|workload> --port 5432/tcp` explains any one flow');
   return failures > 0 ? EXIT.policyErrors : EXIT.ok;
 }
