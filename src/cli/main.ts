@@ -14,6 +14,7 @@ import { register as registerReach } from './reach.js';
 import { register as registerBlast } from './blast.js';
 import { register as registerAssert } from './assert.js';
 import { register as registerDiff } from './diff.js';
+import { register as registerK8s } from './k8s.js';
 
 const defaultIo = (): Io => ({
   out: (s) => process.stdout.write(s + '\n'),
@@ -131,6 +132,7 @@ Start with:
   registerBlast(prog, io);
   registerAssert(prog, io);
   registerDiff(prog, io);
+  registerK8s(prog, io);
   return prog;
 }
 

@@ -44,6 +44,8 @@ export const CODES = {
   BH801: 'invalid inventory row',
   BH901: 'target cannot express',
   BH902: 'restriction not enforced',
+  BH903: 'unsupported kubernetes object or field',
+  BH904: 'ambiguous kubernetes workload',
 } as const;
 
 export type Code = keyof typeof CODES;
