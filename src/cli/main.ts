@@ -15,6 +15,10 @@ import { register as registerBlast } from './blast.js';
 import { register as registerAssert } from './assert.js';
 import { register as registerDiff } from './diff.js';
 import { register as registerK8s } from './k8s.js';
+import { register as registerIngest } from './ingest.js';
+import { register as registerMap } from './map.js';
+import { register as registerCollect } from './collect.js';
+import { register as registerGenerateFlows } from './generate-flows.js';
 
 const defaultIo = (): Io => ({
   out: (s) => process.stdout.write(s + '\n'),
@@ -126,6 +130,10 @@ Start with:
       prog.setOptionValue('exit', runGenerate(opts, io));
     });
 
+  registerIngest(prog, io);
+  registerMap(prog, io);
+  registerCollect(prog, io);
+  registerGenerateFlows(prog, io);
   registerCompile(prog, io);
   registerLab(prog, io);
   registerReach(prog, io);

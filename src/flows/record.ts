@@ -96,6 +96,35 @@ export const INITIATOR = { unknown: 0, src: 1, dst: 2 } as const;
 /** Bits of {@link FlowBatch.v6}: which ends are IPv6. */
 export const V6 = { src: 1, dst: 2 } as const;
 
+/**
+ * The columns of a {@link FlowBatch} as plain typed arrays, `capacity` long
+ * each (`src6` and `dst6`: four times that).
+ */
+export interface FlowBatchColumns {
+  start: Float64Array;
+  end: Float64Array;
+  v6: Uint8Array;
+  src4: Uint32Array;
+  dst4: Uint32Array;
+  src6: Uint32Array;
+  dst6: Uint32Array;
+  proto: Uint8Array;
+  srcPort: Uint16Array;
+  dstPort: Uint16Array;
+  packets: Float64Array;
+  bytes: Float64Array;
+  action: Uint8Array;
+  tcpFlags: Int16Array;
+  initiator: Uint8Array;
+  format: Uint8Array;
+}
+
+/** The names of the {@link FlowBatchColumns}, and how many values a row has in each. */
+export const FLOW_BATCH_COLUMNS: readonly (readonly [keyof FlowBatchColumns, number])[] = [
+  ['start', 1], ['end', 1], ['v6', 1], ['src4', 1], ['dst4', 1], ['src6', 4], ['dst6', 4], ['proto', 1], ['srcPort', 1], ['dstPort', 1],
+  ['packets', 1], ['bytes', 1], ['action', 1], ['tcpFlags', 1], ['initiator', 1], ['format', 1],
+];
+
 /** Writes a bigint IPv6 address as four 32-bit words, most significant first, at `words[at..at+3]`. */
 export function v6ToWords(a: bigint, words: Uint32Array, at: number): void {
   words[at] = Number((a >> 96n) & 0xffffffffn);
@@ -144,7 +173,34 @@ export class FlowBatch {
   /** The format id ({@link FLOW_FORMATS}). */
   readonly format: Uint8Array;
 
-  constructor(readonly capacity = 2048) {
+  /**
+   * A batch of `capacity` rows, with fresh columns, or over the given ones
+   * (`columns`, each of the length {@link FlowBatchColumns} says): how a batch
+   * crosses a worker boundary without a copy.
+   */
+  constructor(
+    readonly capacity = 2048,
+    columns?: FlowBatchColumns,
+  ) {
+    if (columns) {
+      this.start = columns.start;
+      this.end = columns.end;
+      this.v6 = columns.v6;
+      this.src4 = columns.src4;
+      this.dst4 = columns.dst4;
+      this.src6 = columns.src6;
+      this.dst6 = columns.dst6;
+      this.proto = columns.proto;
+      this.srcPort = columns.srcPort;
+      this.dstPort = columns.dstPort;
+      this.packets = columns.packets;
+      this.bytes = columns.bytes;
+      this.action = columns.action;
+      this.tcpFlags = columns.tcpFlags;
+      this.initiator = columns.initiator;
+      this.format = columns.format;
+      return;
+    }
     this.start = new Float64Array(capacity);
     this.end = new Float64Array(capacity);
     this.v6 = new Uint8Array(capacity);
@@ -161,6 +217,13 @@ export class FlowBatch {
     this.tcpFlags = new Int16Array(capacity);
     this.initiator = new Uint8Array(capacity);
     this.format = new Uint8Array(capacity);
+  }
+
+  /** Sets the number of rows in use and returns the batch. */
+  withLength(n: number): this {
+    if (!(n >= 0 && n <= this.capacity)) throw new RangeError(`a batch of ${this.capacity} rows cannot hold ${n}`);
+    this.length = n;
+    return this;
   }
 
   /** Sets the source address of row `i` (either family). */
