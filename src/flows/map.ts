@@ -14,16 +14,20 @@ import { Evaluator } from '../engine/evaluate.js';
 import { VERDICTS, type Verdict } from '../engine/combine.js';
 import { Attributor } from './attribute.js';
 
-/** One aggregated edge as the store returns it (structurally the store's EdgeRow). */
-export interface MapInputEdge {
+/** One aggregated edge, as the flow store keeps it: the client's port folded away. */
+export interface Edge {
   readonly client: Addr;
   readonly server: Addr;
   readonly proto: number;
+  /** The server's port (ICMP: `type * 256 + code`). */
   readonly port: number;
+  /** Flow records counted, and their packets and bytes. */
   readonly flows: number;
   readonly packets: number;
   readonly bytes: number;
+  /** Records a device reported as rejected. */
   readonly rejected: number;
+  /** First start and last end, epoch milliseconds. */
   readonly first: number;
   readonly last: number;
 }
@@ -143,7 +147,7 @@ interface EdgeAcc {
 }
 
 /** Builds the map from stored edges and the policy's IR. */
-export function buildMap(input: readonly MapInputEdge[], ir: Ir, options: MapOptions): FlowMap {
+export function buildMap(input: readonly Edge[], ir: Ir, options: MapOptions): FlowMap {
   const at = new Attributor(ir, { internal: options.internal });
   const byKeys = options.by === 'workload' ? undefined : [...options.by];
   const evaluator = options.verdicts === false ? undefined : new Evaluator(ir);

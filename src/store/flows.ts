@@ -8,23 +8,9 @@
 import type { Addr } from '../netset/ip.js';
 import type { FlowBatch } from '../flows/record.js';
 
-/** One aggregated edge: the client's port folded away. */
-export interface EdgeRow {
-  readonly client: Addr;
-  readonly server: Addr;
-  readonly proto: number;
-  /** The server's port (ICMP: `type * 256 + code`). */
-  readonly port: number;
-  /** Flow records counted, and their packets and bytes. */
-  readonly flows: number;
-  readonly packets: number;
-  readonly bytes: number;
-  /** Records a device reported as rejected. */
-  readonly rejected: number;
-  /** First start and last end, epoch milliseconds. */
-  readonly first: number;
-  readonly last: number;
-}
+/** One aggregated edge: the client's port folded away (defined beside the map, which the pure layer builds from it). */
+export type { Edge as EdgeRow } from '../flows/map.js';
+import type { Edge as EdgeRow } from '../flows/map.js';
 
 /** Which edges to read. All bounds are optional. */
 export interface EdgeFilter {

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseAddr } from '../../src/netset/ip.js';
-import { buildMap, portName, type MapInputEdge } from '../../src/flows/map.js';
+import { buildMap, portName, type Edge as MapInputEdge } from '../../src/flows/map.js';
 import { mapMermaid, mapTable } from '../../src/flows/map-render.js';
 import { policyFromYaml } from '../helpers/policy.js';
 
