@@ -4,7 +4,7 @@
  * flows and check them against what its authors expect. Writes its outputs
  * and says where they are.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
@@ -82,7 +82,26 @@ export async function runDemo(opts: { estate?: string; flows?: string; out: stri
     return EXIT.policyErrors;
   }
 
-  step(2, 'model: decide the example flows against the policy and explain each verdict');
+  step(2, 'discover: a week of flow logs for the estate (VPC, Zeek, NetFlow v9), ingested into the flow store and mapped');
+  {
+    const { main } = await import('./main.js');
+    const quiet: Io = { out: () => {}, err: () => {}, color: false };
+    const indented: Io = { out: (t) => io.out(t.replace(/^/gm, '    ')), err: (t) => io.out(t.replace(/^/gm, '    ')), color: false };
+    const flowsDir = join(opts.out, 'flows');
+    const store = join(opts.out, 'flows.duckdb');
+    rmSync(store, { force: true });
+    const g = await main(['node', 'bulkhead', 'generate-flows', '--policy', estate, '--out', flowsDir, '--conversations', '20000'], quiet);
+    const logs = ['aws-vpc-flows.log.gz', 'zeek-conn.log', 'netflow-v9.pcap'].map((f) => join(flowsDir, f));
+    const ing = g === 0 ? await main(['node', 'bulkhead', 'ingest', ...logs, '--store', store, '--policy', estate], indented) : g;
+    if (ing === 0) {
+      for (const [format, file] of [['html', 'map.html'], ['json', 'map.json'], ['dot', 'map.dot']]) {
+        await main(['node', 'bulkhead', 'map', '--store', store, '--policy', estate, '--by', 'app,env', '--format', format, '--out', join(opts.out, file)], quiet);
+      }
+      io.out(`    the application dependency map (by app and env): ${join(opts.out, 'map.html')} (open it in a browser; also map.json, map.dot)`);
+    } else io.out(`    skipped: the flow logs could not be made or ingested (exit ${ing})`);
+  }
+
+  step(3, 'model: decide the example flows against the policy and explain each verdict');
   const ev = new Evaluator(c.ir);
   const flows = expected.flows;
   const rows: string[][] = [['', 'verdict', 'expected', 'decided by', 'flow']];
@@ -122,7 +141,7 @@ export async function runDemo(opts: { estate?: string; flows?: string; out: stri
   ].join('\n');
   writeFileSync(join(opts.out, 'report.md'), md);
 
-  step(3, 'enforce: compile a host ruleset (nftables) for every managed workload');
+  step(4, 'enforce: compile a host ruleset (nftables) for every managed workload');
   const nftDir = join(opts.out, 'nftables');
   mkdirSync(nftDir, { recursive: true });
   const hc = new HostCompiler(c.ir);
@@ -149,7 +168,7 @@ export async function runDemo(opts: { estate?: string; flows?: string; out: stri
   io.out(canCheck ? `    nft -c (in a scratch network namespace): ${failed.length === 0 ? `all ${hosts} check` : `${failed.length} FAIL\n      ${failed.join('\n      ')}`}` : '    nft -c skipped: needs root and nftables (bash scripts/install-system-deps.sh)');
   if (failed.length > 0) failures += failed.length;
 
-  step(4, 'prove it in the kernel: a network-namespace lab of the estate, rulesets loaded, real connections compared with the engine');
+  step(5, 'prove it in the kernel: a network-namespace lab of the estate, rulesets loaded, real connections compared with the engine');
   const problems = labProblems();
   if (problems.length > 0) io.out(`    skipped: ${problems.join('; ')}`);
   else {
@@ -168,7 +187,7 @@ export async function runDemo(opts: { estate?: string; flows?: string; out: stri
     }
   }
 
-  step(5, 'validate: the promises the policy keeps (assertions), and what an attacker on a web server could reach');
+  step(6, 'validate: the promises the policy keeps (assertions), and what an attacker on a web server could reach');
   // The analysis commands print their own reports; the demo shows them indented. (Imported here: main imports the demo.)
   const { main } = await import('./main.js');
   const indented: Io = { out: (t) => io.out(t.replace(/^/gm, '    ')), err: (t) => io.out(t.replace(/^/gm, '    ')), color: false };
@@ -186,7 +205,7 @@ export async function runDemo(opts: { estate?: string; flows?: string; out: stri
     writeFileSync(join(opts.out, 'blast-radius.txt'), lines.join('\n') + '\n');
   }
 
-  io.out(`\noutputs in ${opts.out}/: validate.json (diagnostics and counts), decisions.json (every verdict with its explanation), report.md, nftables/ (one ruleset per managed host), lab-probes.json, blast-radius.txt`);
+  io.out(`\noutputs in ${opts.out}/: validate.json (diagnostics and counts), decisions.json (every verdict with its explanation), report.md, flows/ and flows.duckdb (flow logs and the flow store), map.html, nftables/ (one ruleset per managed host), lab-probes.json, blast-radius.txt`);
   io.out('next: `bulkhead eval <dir> --from <ip|workload> --to <ip|workload> --port 5432/tcp` explains any one flow');
   return failures > 0 ? EXIT.policyErrors : EXIT.ok;
 }
