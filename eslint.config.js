@@ -20,6 +20,8 @@ const core = {
   analysis: ['netset', 'model', 'policy', 'engine'],
   flows: ['netset', 'model', 'policy', 'engine'],
   k8s: ['netset', 'model', 'policy', 'engine', 'compile', 'analysis'],
+  lint: ['netset', 'model', 'policy', 'engine'],
+  templates: [],
 };
 const layers = Object.keys(core);
 

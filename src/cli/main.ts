@@ -15,6 +15,8 @@ import { register as registerBlast } from './blast.js';
 import { register as registerAssert } from './assert.js';
 import { register as registerDiff } from './diff.js';
 import { register as registerK8s } from './k8s.js';
+import { register as registerLint } from './lint.js';
+import { register as registerInit } from './init.js';
 import { register as registerIngest } from './ingest.js';
 import { register as registerMap } from './map.js';
 import { register as registerCollect } from './collect.js';
@@ -141,6 +143,8 @@ Start with:
   registerAssert(prog, io);
   registerDiff(prog, io);
   registerK8s(prog, io);
+  registerLint(prog, io);
+  registerInit(prog, io);
   return prog;
 }
 

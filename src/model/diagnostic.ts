@@ -46,6 +46,12 @@ export const CODES = {
   BH902: 'restriction not enforced',
   BH903: 'unsupported kubernetes object or field',
   BH904: 'ambiguous kubernetes workload',
+  BH1101: 'overly broad rule',
+  BH1102: 'rule over an empty group',
+  BH1103: 'shadowed allow rule',
+  BH1104: 'allow rule made dead by a deny rule',
+  BH1105: 'unlabeled workload',
+  BH1106: 'enforced workload with no allow rules',
 } as const;
 
 export type Code = keyof typeof CODES;
