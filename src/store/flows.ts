@@ -5,8 +5,7 @@
  * default is DuckDB in a local file (`flows-duckdb.ts`); ClickHouse can take
  * its place at scale.
  */
-import type { Addr } from '../netset/ip.js';
-import type { FlowBatch } from '../flows/record.js';
+import type { FlowBatch, FlowRecord } from '../flows/record.js';
 
 /** One aggregated edge: the client's port folded away (defined beside the map, which the pure layer builds from it). */
 export type { Edge as EdgeRow } from '../flows/map.js';
@@ -66,22 +65,16 @@ export interface StoreStats {
   readonly bucketMs: number;
 }
 
-/** A stored raw flow, as read back (for checks and exports). */
-export interface StoredFlow {
-  readonly start: number;
-  readonly end: number;
-  readonly src: Addr;
-  readonly dst: Addr;
-  readonly proto: number;
-  readonly srcPort: number;
-  readonly dstPort: number;
-  readonly packets: number;
-  readonly bytes: number;
+/**
+ * A stored raw flow, as read back (for checks and exports): a flow record with
+ * the store's integer codes for action ({@link ACTION}: 0 none, 1 accept, 2 reject), TCP
+ * flags, initiator and server side, and its time bucket.
+ */
+export interface StoredFlow extends Omit<FlowRecord, 'action' | 'tcpFlags' | 'initiator'> {
   readonly action: number;
   readonly tcpFlags: number;
   readonly initiator: number;
   readonly server: number;
-  readonly format: string;
   readonly bucket: number;
 }
 
