@@ -9,6 +9,7 @@
  * and atom bits. Tables are shared between endpoints with the same rules.
  */
 import { ConnSet } from '../netset/connset.js';
+import { floorIndex } from '../netset/search.js';
 import { formatAddr, type Addr } from '../netset/ip.js';
 import type { Mode, Tier } from '../model/types.js';
 import { applicability, type Ir } from '../policy/ir.js';
@@ -464,16 +465,7 @@ function appendTable(ruleIdx: ArrayLike<number>, dir: number, ir: Ir, out: Table
   let n = 0;
   for (let i = 0; i < m; i++) if (n === 0 || sorted[n - 1] !== sorted[i]) sorted[n++] = sorted[i];
   const starts = sorted; // the first n entries
-  const segAt = (key: number) => {
-    let lo = 0;
-    let hi = n - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >>> 1;
-      if (starts[mid] <= key) lo = mid;
-      else hi = mid - 1;
-    }
-    return lo;
-  };
+  const segAt = (key: number) => floorIndex(starts, key, 0, n - 1);
   const tierOf = (r: number) => {
     const t = ir.rules[r].rule.tier;
     return t === 'override' ? 0 : t === 'deny' ? 1 : 2;

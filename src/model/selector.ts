@@ -377,27 +377,24 @@ class Parser {
   }
 
   private or(): SelectorNode {
-    const start = this.peek().start;
-    const first = this.and();
-    if (this.peek().kind !== 'or') return first;
-    const exprs = [first];
-    while (this.peek().kind === 'or') {
-      this.next();
-      exprs.push(this.and());
-    }
-    return { kind: 'or', exprs, span: [start, this.prev!.end] };
+    return this.nary('or', () => this.and());
   }
 
   private and(): SelectorNode {
+    return this.nary('and', () => this.unary());
+  }
+
+  /** One n-ary node of `kind` over operands read by `operand`, or the single operand when there is no operator. */
+  private nary(kind: 'and' | 'or', operand: () => SelectorNode): SelectorNode {
     const start = this.peek().start;
-    const first = this.unary();
-    if (this.peek().kind !== 'and') return first;
+    const first = operand();
+    if (this.peek().kind !== kind) return first;
     const exprs = [first];
-    while (this.peek().kind === 'and') {
+    while (this.peek().kind === kind) {
       this.next();
-      exprs.push(this.unary());
+      exprs.push(operand());
     }
-    return { kind: 'and', exprs, span: [start, this.prev!.end] };
+    return { kind, exprs, span: [start, this.prev!.end] };
   }
 
   private unary(): SelectorNode {

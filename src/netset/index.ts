@@ -23,3 +23,4 @@ export {
 export { PROTOCOLS, ConnSet, hasPorts, isIcmp, protocolName, protocolNumber, type ProtocolName, type ConnEntry } from './connset.js';
 export { Bits, BitsBuilder } from './bits.js';
 export { LpmTable, type LpmEntry, type LpmOptions } from './lpm.js';
+export { floorIndex } from './search.js';

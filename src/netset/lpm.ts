@@ -8,6 +8,7 @@
  * the address, with no allocation.
  */
 import { MAX_V4, MAX_V6, type Addr, type Prefix } from './ip.js';
+import { floorIndex } from './search.js';
 
 /** One input of {@link LpmTable.build}. */
 export interface LpmEntry<V> {
@@ -296,15 +297,7 @@ export class LpmTable<V> {
 
   /** IPv6 path: the value of the most specific prefix containing `a`, or undefined (no allocation). */
   lookupV6(a: bigint): V | undefined {
-    const s = this.s6;
-    let lo = 0;
-    let hi = s.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >>> 1;
-      if (s[mid] <= a) lo = mid;
-      else hi = mid - 1;
-    }
-    const vi = this.i6[lo];
+    const vi = this.i6[floorIndex(this.s6, a)];
     return vi < 0 ? undefined : this.values[vi];
   }
 }

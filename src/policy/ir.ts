@@ -19,6 +19,7 @@ import { Bits, BitsBuilder } from '../netset/bits.js';
 import type { ConnSet } from '../netset/connset.js';
 import { IpSet, MAX_V4, MAX_V6, prefixRange, type Addr, type Prefix } from '../netset/ip.js';
 import { LpmTable } from '../netset/lpm.js';
+import { floorIndex } from '../netset/search.js';
 import { Diagnostics, q } from '../model/diagnostic.js';
 import type { Labels, Selector, SelectorNode } from '../model/selector.js';
 import type { Mode, ModeRule, Peer, Policy, Rule, Workload } from '../model/types.js';
@@ -158,15 +159,7 @@ export class AddressMap {
   }
 
   lookupV6(a: bigint): number {
-    const s = this.v6Starts;
-    let lo = 0;
-    let hi = s.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >>> 1;
-      if (s[mid] <= a) lo = mid;
-      else hi = mid - 1;
-    }
-    return this.v6Values[lo];
+    return this.v6Values[floorIndex(this.v6Starts, a)];
   }
 
   lookup(a: Addr): number {
@@ -583,15 +576,6 @@ function partition(sets: readonly IpSet[]): {
     return id;
   });
   const atoms = members.map((m) => IpSet.fromRanges(m.v4, m.v6));
-  const search = <T extends number | bigint>(cuts: readonly T[], ids: readonly number[]) => (a: T) => {
-    let lo = 0;
-    let hi = cuts.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >>> 1;
-      if (cuts[mid] <= a) lo = mid;
-      else hi = mid - 1;
-    }
-    return ids[lo];
-  };
+  const search = <T extends number | bigint>(cuts: readonly T[], ids: readonly number[]) => (a: T) => ids[floorIndex(cuts, a)];
   return { atoms, atomOfV4: search(v4Cuts, v4Atom), atomOfV6: search(v6Cuts, v6Atom), v4Cuts, v6Cuts };
 }
