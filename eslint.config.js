@@ -21,6 +21,7 @@ const core = {
   flows: ['netset', 'model', 'policy', 'engine'],
   k8s: ['netset', 'model', 'policy', 'engine', 'compile', 'analysis'],
   lint: ['netset', 'model', 'policy', 'engine'],
+  recommend: ['netset', 'model', 'policy', 'engine', 'flows'],
   templates: [],
 };
 const layers = Object.keys(core);

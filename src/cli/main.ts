@@ -21,6 +21,7 @@ import { register as registerIngest } from './ingest.js';
 import { register as registerMap } from './map.js';
 import { register as registerCollect } from './collect.js';
 import { register as registerGenerateFlows } from './generate-flows.js';
+import { register as registerRecommend } from './recommend.js';
 
 const defaultIo = (): Io => ({
   out: (s) => process.stdout.write(s + '\n'),
@@ -136,6 +137,7 @@ Start with:
   registerMap(prog, io);
   registerCollect(prog, io);
   registerGenerateFlows(prog, io);
+  registerRecommend(prog, io);
   registerCompile(prog, io);
   registerLab(prog, io);
   registerReach(prog, io);
