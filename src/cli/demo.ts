@@ -4,7 +4,7 @@
  * flows and check them against what its authors expect. Writes its outputs
  * and says where they are.
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
@@ -82,7 +82,7 @@ export async function runDemo(opts: { estate?: string; flows?: string; out: stri
     return EXIT.policyErrors;
   }
 
-  step(2, 'discover: a week of flow logs for the estate (VPC, Zeek, NetFlow v9), ingested into the flow store and mapped');
+  step(2, 'discover: a week of flow logs for the estate (VPC, Zeek, NetFlow v9), ingested into the flow store, mapped, and a policy recommended from them');
   {
     const { main } = await import('./main.js');
     const quiet: Io = { out: () => {}, err: () => {}, color: false };
@@ -98,6 +98,10 @@ export async function runDemo(opts: { estate?: string; flows?: string; out: stri
         await main(['node', 'bulkhead', 'map', '--store', store, '--policy', estate, '--by', 'app,env', '--format', format, '--out', join(opts.out, file)], quiet);
       }
       io.out(`    the application dependency map (by app and env): ${join(opts.out, 'map.html')} (open it in a browser; also map.json, map.dot)`);
+      const recErr: string[] = [];
+      const rec = await main(['node', 'bulkhead', 'recommend', '--store', store, '--policy', estate, '--out', join(opts.out, 'recommended.yaml'), '--limit', '3'], { out: () => {}, err: (t) => recErr.push(t), color: false });
+      const summaryLine = recErr.find((l) => l.startsWith('wrote '));
+      io.out(rec === 0 && summaryLine ? `    recommended from the flows: ${summaryLine.replace(/^wrote /, '')}` : `    recommend failed (exit ${rec}): ${recErr.join(' ')}`);
     } else io.out(`    skipped: the flow logs could not be made or ingested (exit ${ing})`);
   }
 
@@ -125,6 +129,20 @@ export async function runDemo(opts: { estate?: string; flows?: string; out: stri
   for (const r of results) counts.set(r.decision.verdict, (counts.get(r.decision.verdict) ?? 0) + 1);
   io.out(`    ${flows.length} flows: ${[...counts].map(([v, n]) => `${n} ${v}`).join(', ')}; ${flows.length - failures} as expected, ${failures} not`);
   writeFileSync(join(opts.out, 'decisions.json'), JSON.stringify(results, null, 2) + '\n');
+  {
+    // The week of flows from step 2, replayed against the policy: what enforcing it would break.
+    const store = join(opts.out, 'flows.duckdb');
+    if (existsSync(store)) {
+      const { main } = await import('./main.js');
+      const out: string[] = [];
+      const err: string[] = [];
+      const code = await main(['node', 'bulkhead', 'test', estate, '--store', store, '--output', 'markdown', '--limit', '10'], { out: (t) => out.push(t), err: (t) => err.push(t), color: false });
+      writeFileSync(join(opts.out, 'replay.md'), out.join('\n') + '\n');
+      const line = err.find((l) => /legitimate flows|would be blocked|PASS|FAIL/i.test(l)) ?? err[0] ?? '';
+      io.out(`    the week of flows replayed against the policy (bulkhead test, exit ${code}): ${line.trim()}`);
+      io.out(`    report: ${join(opts.out, 'replay.md')}`);
+    }
+  }
 
   const md = [
     '# bulkhead demo',
@@ -205,7 +223,7 @@ export async function runDemo(opts: { estate?: string; flows?: string; out: stri
     writeFileSync(join(opts.out, 'blast-radius.txt'), lines.join('\n') + '\n');
   }
 
-  io.out(`\noutputs in ${opts.out}/: validate.json (diagnostics and counts), decisions.json (every verdict with its explanation), report.md, flows/ and flows.duckdb (flow logs and the flow store), map.html, nftables/ (one ruleset per managed host), lab-probes.json, blast-radius.txt`);
+  io.out(`\noutputs in ${opts.out}/: validate.json (diagnostics and counts), decisions.json (every verdict with its explanation), report.md, flows/ and flows.duckdb (flow logs and the flow store), map.html, recommended.yaml (rules recommended from the flows), replay.md (the flows replayed against the policy), nftables/ (one ruleset per managed host), lab-probes.json, blast-radius.txt`);
   io.out('next: `bulkhead eval <dir> --from <ip|workload> --to <ip|workload> --port 5432/tcp` explains any one flow');
   return failures > 0 ? EXIT.policyErrors : EXIT.ok;
 }

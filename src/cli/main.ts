@@ -22,6 +22,7 @@ import { register as registerMap } from './map.js';
 import { register as registerCollect } from './collect.js';
 import { register as registerGenerateFlows } from './generate-flows.js';
 import { register as registerRecommend } from './recommend.js';
+import { register as registerTest } from './test.js';
 
 const defaultIo = (): Io => ({
   out: (s) => process.stdout.write(s + '\n'),
@@ -74,8 +75,8 @@ Exit codes:
   0  success (for eval: the flow is allowed or not evaluated)
   1  the policy has errors (or warnings, with --strict)
   2  usage error: a bad option, file or address
-  3  eval: the flow is blocked
-  4  eval: the flow is potentially blocked (a test-mode end would block it)
+  3  eval: the flow is blocked; test: some legitimate flow would be blocked
+  4  eval: the flow is potentially blocked (a test-mode end would block it); test: some would be
   5  assert: some assertion fails
 
 Start with:
@@ -135,6 +136,7 @@ Start with:
 
   registerIngest(prog, io);
   registerMap(prog, io);
+  registerTest(prog, io);
   registerCollect(prog, io);
   registerGenerateFlows(prog, io);
   registerRecommend(prog, io);
