@@ -38,7 +38,16 @@ export interface NftOptions {
   readonly failsafe?: Failsafe;
   /** Log rate for drops and would-be drops, e.g. `10/second`. */
   readonly logRate?: string;
+  /**
+   * A side with at least this many TCP or UDP port rules dispatches on the
+   * destination port through a verdict map into per-port chains (default
+   * {@link DISPATCH_MIN}); fewer stay one linear chain.
+   */
+  readonly dispatchMin?: number;
 }
+
+/** Port rules on one side from which a verdict map dispatches to per-port chains. */
+export const DISPATCH_MIN = 12;
 
 /** A compiled host ruleset. */
 export interface NftArtifact {
@@ -92,7 +101,7 @@ function split(set: IpSet): Split {
 
 const KEYS = new WeakMap<readonly string[], string>();
 
-/** A rendered element list joined for output (and so its content key), computed once per list. */
+/** A rendered element list joined for output, computed once per list. */
 function contentKey(els: readonly string[]): string {
   let k = KEYS.get(els);
   if (k === undefined) KEYS.set(els, (k = els.join(', ')));
@@ -135,6 +144,55 @@ function quoted(s: string, max: number): string {
   return clean.length > max ? clean.slice(0, max - 1) + '~' : clean;
 }
 
+const DISPATCHED: readonly [number, string][] = [
+  [PROTOCOLS.tcp, 'tcp'],
+  [PROTOCOLS.udp, 'udp'],
+];
+
+/**
+ * The chains of one side. Few port rules: one chain, the rules in order,
+ * then the fallback. Many: per protocol (TCP, UDP), the ports are cut into
+ * segments on which the set of port rules that may match does not change;
+ * a verdict map on the destination port jumps to the segment's chain,
+ * which holds, in the original order, the rules that may match there (those
+ * of its ports and those for every port of the protocol or any protocol)
+ * and ends with the fallback, so a jump never returns. The main chain keeps
+ * every rule that is not a port rule, in order, then the fallback: the path
+ * of other protocols and of ports no rule names. First-match order within
+ * any one packet's path is the original order, so the verdicts are the
+ * same; a new connection reads a handful of rules instead of all of them.
+ */
+function dispatch(dir: string, entries: readonly Entry[], fallback: readonly string[], min: number): Array<[string, string[]]> {
+  const ported = (e: Entry, proto: number) => e.m.kind === 'ports' && e.m.proto === proto;
+  const counts = DISPATCHED.map(([p]) => entries.filter((e) => ported(e, p)).length);
+  if (counts.every((n) => n < min)) return [[dir, [...entries.flatMap((e) => e.lines), ...fallback]]];
+  const main: string[] = [];
+  const extra: Array<[string, string[]]> = [];
+  DISPATCHED.forEach(([proto, name], k) => {
+    if (counts[k] < min) return;
+    const cuts = new Set<number>();
+    for (const e of entries) if (e.m.kind === 'ports' && e.m.proto === proto) for (const [lo, hi] of e.m.ranges) cuts.add(lo).add(hi + 1);
+    const points = [...cuts].sort((a, b) => a - b);
+    const arms: string[] = [];
+    for (let i = 0; i + 1 < points.length; i++) {
+      const lo = points[i];
+      const hi = points[i + 1] - 1;
+      const here = entries.filter((e) => (e.m.kind === 'ports' && e.m.proto === proto && e.m.ranges.some(([a, z]) => a <= lo && hi <= z)) || e.m.kind === 'any' || (e.m.kind === 'proto' && e.m.proto === proto));
+      if (!here.some((e) => ported(e, proto))) continue; // a gap between port rules: the main chain decides
+      const chainName = `${dir}_${name}_${lo}${hi !== lo ? `_${hi}` : ''}`;
+      extra.push([chainName, [...here.flatMap((e) => e.lines), ...fallback]]);
+      arms.push(`${lo === hi ? lo : `${lo}-${hi}`} : jump ${chainName}`);
+    }
+    main.push(`${name} dport vmap { ${arms.join(', ')} }`);
+  });
+  for (const e of entries) if (!DISPATCHED.some(([p], k) => counts[k] >= min && ported(e, p))) main.push(...e.lines);
+  main.push(...fallback);
+  return [[dir, main], ...extra];
+}
+
+/** One emitted rule (one or two lines: a log line and its verdict) with the service clause it matches. */
+type Entry = { lines: string[]; m: ServiceMatch };
+
 /** Compiles one host. */
 export function compileNftables(host: HostPolicy, options: NftOptions = {}): NftArtifact {
   const table = options.table ?? 'bulkhead';
@@ -149,15 +207,28 @@ export function compileNftables(host: HostPolicy, options: NftOptions = {}): Nft
   }
 
   // One named set per distinct content and family: a hash set of single addresses and an interval set of prefixes.
-  const sets = new Map<string, { name: string; f: 4 | 6; interval: boolean; elements: readonly string[] }>();
+  // Keyed by the (cached, shared) element list itself; lists of equal length are compared by content, so equal
+  // contents from different address sets still share one set, without hashing megabytes of text per rule.
+  type SetEntry = { name: string; f: 4 | 6; interval: boolean; elements: readonly string[] };
+  const sets: SetEntry[] = [];
+  const byList = new Map<readonly string[], SetEntry>();
+  const byLength = new Map<string, SetEntry[]>();
   let elementCount = 0;
   const setRef = (els: readonly string[], f: 4 | 6, interval: boolean): string => {
-    const key = `${f}${interval ? 'i' : 'h'}|${contentKey(els)}`;
-    let entry = sets.get(key);
+    let entry = byList.get(els);
+    if (entry && (entry.f !== f || entry.interval !== interval)) entry = undefined;
     if (!entry) {
-      entry = { name: `peer${f}_${sets.size}`, f, interval, elements: els };
-      sets.set(key, entry);
-      elementCount += els.length;
+      const lk = `${f}${interval ? 'i' : 'h'}${els.length}`;
+      const same = byLength.get(lk) ?? [];
+      entry = same.find((e) => e.elements === els || contentKey(e.elements) === contentKey(els));
+      if (!entry) {
+        entry = { name: `peer${f}_${sets.length}`, f, interval, elements: els };
+        sets.push(entry);
+        same.push(entry);
+        byLength.set(lk, same);
+        elementCount += els.length;
+      }
+      byList.set(els, entry);
     }
     return '@' + entry.name;
   };
@@ -178,8 +249,8 @@ export function compileNftables(host: HostPolicy, options: NftOptions = {}): Nft
 
   const enforce = host.mode === 'enforce';
   const test = host.mode === 'test';
-  const sideRules = (rules: readonly HostRule[], dir: 'ingress' | 'egress'): string[] => {
-    const out: string[] = [];
+  const sideRules = (rules: readonly HostRule[], dir: 'ingress' | 'egress'): Array<[string, string[]]> => {
+    const entries: Entry[] = [];
     const peerKw = dir === 'ingress' ? 'saddr' : 'daddr';
     const ownKw = dir === 'ingress' ? 'daddr' : 'saddr';
     for (const r of rules) {
@@ -213,17 +284,19 @@ export function compileNftables(host: HostPolicy, options: NftOptions = {}): Nft
             if (r.user !== undefined && dir === 'egress') parts.push(`meta skuid "${quoted(r.user, 32)}"`);
             const match = parts.join(' ');
             const comment = `comment "${id}"`;
-            if (!denies) out.push(`${match} counter accept ${comment}`);
-            else if (enforce) out.push(`${match} limit rate ${logRate} log prefix "bh drop ${quoted(r.rule.id, 40)} "`, `${match} counter drop ${comment}`);
-            else out.push(`${match} limit rate ${logRate} log prefix "bh test-drop ${quoted(r.rule.id, 34)} "`, `${match} counter accept ${comment}`);
+            if (!denies) entries.push({ m, lines: [`${match} counter accept ${comment}`] });
+            else if (enforce) entries.push({ m, lines: [`${match} limit rate ${logRate} log prefix "bh drop ${quoted(r.rule.id, 40)} "`, `${match} counter drop ${comment}`] });
+            else entries.push({ m, lines: [`${match} limit rate ${logRate} log prefix "bh test-drop ${quoted(r.rule.id, 34)} "`, `${match} counter accept ${comment}`] });
           }
         }
       }
     }
-    if (enforce) out.push(`limit rate ${logRate} log prefix "bh drop default "`, `counter drop comment "default"`);
-    else if (test) out.push(`limit rate ${logRate} log prefix "bh test-drop default "`, `counter accept comment "default"`);
-    else out.push(`counter accept comment "visibility"`);
-    return out;
+    const fallback = enforce
+      ? [`limit rate ${logRate} log prefix "bh drop default "`, `counter drop comment "default"`]
+      : test
+        ? [`limit rate ${logRate} log prefix "bh test-drop default "`, `counter accept comment "default"`]
+        : [`counter accept comment "visibility"`];
+    return dispatch(dir, entries, fallback, options.dispatchMin ?? DISPATCH_MIN);
   };
 
   const failsafe = (dir: 'input' | 'output'): string[] => {
@@ -250,19 +323,24 @@ export function compileNftables(host: HostPolicy, options: NftOptions = {}): Nft
   };
 
   const visibility = host.mode === 'visibility';
-  const ingress = visibility ? ['counter accept comment "visibility"'] : sideRules(host.ingress, 'ingress');
-  const egress = visibility ? ['counter accept comment "visibility"'] : sideRules(host.egress, 'egress');
+  const ingress: Array<[string, string[]]> = visibility ? [['ingress', ['counter accept comment "visibility"']]] : sideRules(host.ingress, 'ingress');
+  const egress: Array<[string, string[]]> = visibility ? [['egress', ['counter accept comment "visibility"']]] : sideRules(host.egress, 'egress');
   const body: string[] = [];
   // IPv6 neighbour discovery is the IPv6 counterpart of ARP (which an inet table never sees): always allowed, or IPv6 stops working.
   const nd = 'icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } accept';
   body.push(...chain('input', ['type filter hook input priority filter; policy accept;', 'ct state established,related accept', 'iif "lo" accept', nd, ...failsafe('input'), 'jump ingress']));
   body.push(...chain('output', ['type filter hook output priority filter; policy accept;', 'ct state established,related accept', 'oif "lo" accept', nd, ...failsafe('output'), 'jump egress']));
-  body.push(...chain('ingress', ingress));
-  body.push(...chain('egress', egress));
-  const setLines: string[] = [];
-  for (const s of sets.values()) {
-    setLines.push(`  set ${s.name} {`, `    type ${s.f === 4 ? 'ipv4_addr' : 'ipv6_addr'}`, ...(s.interval ? ['    flags interval'] : []), `    elements = { ${contentKey(s.elements)} }`, '  }');
+  for (const [name, lines] of [...ingress, ...egress]) body.push(...chain(name, lines));
+  lines.push(`table inet ${table} {`);
+  // Concatenated, not joined: the element lists (megabytes on a big host) are cached flat strings, and `+`
+  // makes a rope that points at them, so compiling a host copies none of them; the bytes are laid out once,
+  // when the text is written to nft or a file.
+  let text = lines.join('\n') + '\n';
+  for (const s of sets) {
+    text += `  set ${s.name} {\n    type ${s.f === 4 ? 'ipv4_addr' : 'ipv6_addr'}\n${s.interval ? '    flags interval\n' : ''}    elements = { `;
+    text += contentKey(s.elements);
+    text += ' }\n  }\n';
   }
-  lines.push(`table inet ${table} {`, ...setLines, ...body, '}');
-  return { workload: host.workload, text: lines.join('\n') + '\n', rules: ruleCount, setElements: elementCount, diagnostics };
+  text += body.join('\n') + '\n}\n';
+  return { workload: host.workload, text, rules: ruleCount, setElements: elementCount, diagnostics };
 }

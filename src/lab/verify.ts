@@ -52,7 +52,7 @@ export function labHostsFromIr(ir: Ir, options: { names?: readonly string[]; ext
 }
 
 /** Compiles and loads the ruleset of every managed workload that is a lab host. */
-export async function loadPolicy(lab: Lab, ir: Ir, backend: Backend, options: { failsafe?: Failsafe } = {}): Promise<number> {
+export async function loadPolicy(lab: Lab, ir: Ir, backend: Backend, options: { failsafe?: Failsafe; dispatchMin?: number } = {}): Promise<number> {
   const hc = new HostCompiler(ir);
   let loaded = 0;
   for (let i = 0; i < ir.workloads.length; i++) {

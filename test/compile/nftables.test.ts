@@ -157,3 +157,28 @@ rulesets:
     assert.equal(h.addresses.toString(), `10.0.0.${i + 1}`);
   }
 });
+
+test('port dispatch: a verdict map into per-port chains, each ending in the default; nft -c accepts it', { skip }, () => {
+  const c = sampleEstate();
+  const hc = new HostCompiler(c.ir);
+  let dispatched = 0;
+  c.ir.workloads.forEach((w, i) => {
+    const h = hc.host(i);
+    if (!h || h.mode === 'idle' || h.mode === 'visibility') return;
+    const text = compileNftables(h, { failsafe: FAILSAFE, dispatchMin: 1 }).text;
+    if (!/dport vmap \{/.test(text)) return;
+    dispatched++;
+    // Every jump target exists and ends with the side's default verdict, so a jump never falls back.
+    for (const m of text.matchAll(/jump ((?:ingress|egress)_(?:tcp|udp)_[0-9_]+)/g)) {
+      const body = new RegExp(`chain ${m[1]} \\{\\n([\\s\\S]*?)\\n  \\}`).exec(text);
+      assert.ok(body, `${w.name}: chain ${m[1]} is defined`);
+      const last = body[1].trim().split('\n').pop()!.trim();
+      assert.match(last, /counter (drop|accept) comment "default"/, `${w.name}: ${m[1]} ends with the default`);
+    }
+    if (dispatched <= 20) {
+      const r = nftCheck(text);
+      assert.ok(r.ok, `${w.name}: ${r.ok ? '' : r.error}`);
+    }
+  });
+  assert.ok(dispatched > 50, `${dispatched} hosts dispatched`);
+});

@@ -34,7 +34,8 @@ for (const backend of ['nftables', 'iptables'] as const) {
       const hosts = [...labHostsFromIr(c.ir, { extraTcp: estate.tcpPorts, extraUdp: estate.udpPorts }), ...estate.externals.map((e) => ({ ...e, ...ports }))];
       const lab = await labUp(hosts);
       try {
-        await loadPolicy(lab, c.ir, backend);
+        // nftables: the first seed forces the port dispatch (verdict map into per-port chains) on every side with a port rule.
+        await loadPolicy(lab, c.ir, backend, backend === 'nftables' && seed === SEEDS[0] ? { dispatchMin: 1 } : {});
         const cmp = compareWithEngine(c.ir, await labProbe(lab, probePlan(hosts), { timeoutMs: 300 }));
         probes += cmp.probes;
         for (const [v, n] of cmp.verdicts) verdicts.set(v, (verdicts.get(v) ?? 0) + n);
