@@ -3,10 +3,11 @@
  * broad, rules that can never decide anything (shadowed, dead, over empty
  * groups) and workloads that are unlabeled or would be cut off when enforced.
  *
- * Every finding is sound: a rule is reported as shadowed or dead only when one
- * other rule provably matches every (source, destination, connection) it
- * matches, by subset checks on the IR's class bitsets, address sets and
- * connection sets (the IR sides already include the ruleset scope).
+ * Every finding is sound: a rule is reported as shadowed or dead only when
+ * another rule, or several together, provably match every (source,
+ * destination, connection) it matches, by checks on the IR's class bitsets,
+ * address atoms and connection sets (the IR sides already include the
+ * ruleset scope). Rules reported as redundant can all be removed at once.
  */
 import { hasPorts, protocolName } from '../netset/connset.js';
 import { IpSet } from '../netset/ip.js';
@@ -175,24 +176,84 @@ function sideCovers(outer: PeerSet, inner: PeerSet): boolean {
 /** Whether `o` matches every (source, destination, connection) that `r` matches, on every host. */
 function covers(o: IrRule, r: IrRule): boolean {
   // A service limited to a program or user matches less than its connections on hosts.
-  if (o.rule.services.some((s) => s.process !== undefined || s.user !== undefined)) return false;
+  if (limited(o)) return false;
   return sideCovers(o.from, r.from) && sideCovers(o.to, r.to) && r.conns.isSubset(o.conns);
 }
+
+/** A rule with a service limited to a program or user matches less than its connections on hosts: it covers nothing. */
+function limited(o: IrRule): boolean {
+  return o.rule.services.some((s) => s.process !== undefined || s.user !== undefined);
+}
+
+/** The most (source × destination × connection segment) cells a union check looks at for one rule. */
+const UNION_CELLS = 200_000;
+
+/**
+ * The rules among `cands` that together match every (source, destination,
+ * connection) `r` matches, or undefined when they do not (or the check would
+ * look at more than {@link UNION_CELLS} cells). Sides are compared element by
+ * element, as {@link covers} does: workload classes against classes, address
+ * atoms against atoms; connections are cut into segments on which no
+ * candidate changes.
+ */
+function unionCover(r: IrRule, cands: readonly IrRule[]): IrRule[] | undefined {
+  const useful = cands.filter((o) => o !== r && !limited(o) && o.conns.overlaps(r.conns) && (o.from.classes.intersects(r.from.classes) || o.from.atoms.intersects(r.from.atoms)) && (o.to.classes.intersects(r.to.classes) || o.to.atoms.intersects(r.to.atoms)));
+  if (useful.length < 2) return undefined; // one rule is the single-cover check's business
+  // Connection segments of r on which no useful rule changes.
+  const rb = r.conns.boundaries();
+  const cuts = new Set<number>();
+  for (let i = 0; i < rb.length; i += 2) cuts.add(rb[i]).add(rb[i + 1] + 1);
+  for (const o of useful) {
+    const ob = o.conns.boundaries();
+    for (let i = 0; i < ob.length; i += 2) cuts.add(ob[i]).add(ob[i + 1] + 1);
+  }
+  const points = [...cuts].sort((a, b) => a - b);
+  const segments: number[] = [];
+  for (let i = 0; i + 1 < points.length; i++) if (r.conns.hasKey(points[i])) segments.push(points[i]);
+  const from = [...r.from.classes.indices().map((c) => ({ c })), ...r.from.atoms.indices().map((a) => ({ a }))];
+  const to = [...r.to.classes.indices().map((c) => ({ c })), ...r.to.atoms.indices().map((a) => ({ a }))];
+  if (from.length * to.length * segments.length > UNION_CELLS) return undefined;
+  const holds = (side: PeerSet, e: { c?: number; a?: number }) => (e.c !== undefined ? side.classes.has(e.c) : side.atoms.has(e.a!));
+  const used = new Set<IrRule>();
+  for (const k of segments) {
+    const here = useful.filter((o) => o.conns.hasKey(k));
+    for (const f of from) {
+      const withF = here.filter((o) => holds(o.from, f));
+      for (const t of to) {
+        const o = withF.find((x) => holds(x.to, t));
+        if (!o) return undefined;
+        used.add(o);
+      }
+    }
+  }
+  return [...used].sort((a, b) => a.index - b.index);
+}
+
+const ids = (rules: readonly IrRule[]) => {
+  const shown = rules.slice(0, 5).map((o) => q(o.rule.id));
+  return rules.length > 5 ? `${shown.join(', ')} and ${rules.length - 5} more` : shown.join(', ');
+};
 
 function covered(ir: Ir, out: Finding[]): void {
   const allows = ir.rules.filter((r) => r.rule.tier === 'allow' && !isEmptySide(r.from) && !isEmptySide(r.to) && !r.conns.isEmpty());
   const denies = ir.rules.filter((r) => r.rule.tier === 'deny');
+  const reported = new Set<IrRule>();
+  const rest: IrRule[] = [];
   for (const r of allows) {
     const deny = denies.find((d) => covers(d, r));
-    if (deny) {
+    const together = deny ? undefined : unionCover(r, denies);
+    if (deny || together) {
       out.push({
         code: 'BH1104',
         severity: 'warning',
-        message: `${ruleName(r.rule)} can never allow anything: deny rule ${q(deny.rule.id)} matches everything it matches`,
+        message: deny
+          ? `${ruleName(r.rule)} can never allow anything: deny rule ${q(deny.rule.id)} matches everything it matches`
+          : `${ruleName(r.rule)} can never allow anything: deny rules ${ids(together!)} together match everything it matches`,
         loc: r.rule.loc,
         rule: r.rule.id,
-        help: 'deny rules win over allow rules: remove the allow rule, or narrow the deny rule',
+        help: 'deny rules win over allow rules: remove the allow rule, or narrow the deny rules',
       });
+      reported.add(r);
       continue;
     }
     // Of two rules that cover each other (equal), only the later one is reported.
@@ -206,7 +267,23 @@ function covered(ir: Ir, out: Finding[]): void {
         rule: r.rule.id,
         help: 'remove the rule, or narrow the wider rule if it allows too much',
       });
-    }
+      reported.add(r);
+    } else rest.push(r);
+  }
+  // Covered by several allow rules together. Later rules first, and never by a rule already reported, so
+  // every reported rule stays covered by the rules not reported: removing all of them changes nothing.
+  for (const r of rest.reverse()) {
+    const together = unionCover(r, allows.filter((o) => !reported.has(o)));
+    if (!together) continue;
+    out.push({
+      code: 'BH1103',
+      severity: 'warning',
+      message: `${ruleName(r.rule)} is redundant: allow rules ${ids(together)} together already allow everything it allows`,
+      loc: r.rule.loc,
+      rule: r.rule.id,
+      help: 'remove the rule, or narrow the wider rules if they allow too much',
+    });
+    reported.add(r);
   }
 }
 

@@ -244,3 +244,81 @@ test('the cli exits 1 on error findings, and on warnings only with --strict', as
   writeFileSync(join(dir, 'p.yaml'), 'rulesets: 3\n');
   assert.equal((await cli('lint', dir)).code, 1);
 });
+
+test('a rule covered only by several rules together is redundant; mutual covers leave one standing', () => {
+  const fs = lintRules(`
+  - name: r
+    rules:
+      - { id: both-ports, from: ["role == 'web'"], to: ["role == 'app'"], services: [web] }
+      - { id: port-80, from: ["role == 'web'"], to: ["role == 'app'"], services: ["80/tcp"] }
+      - { id: port-443, from: ["role == 'web' && env == 'prod'", "role == 'web' && env == 'dev'"], to: ["role == 'app'"], services: [https] }
+      - { id: split-a, from: ["role == 'app'"], to: ["role == 'db'"], services: ["5000-5100/tcp"] }
+      - { id: split-b, from: ["role == 'app'"], to: ["role == 'db'"], services: ["5050-5200/tcp"] }
+      - { id: split-c, from: ["role == 'app'"], to: ["role == 'db'"], services: ["5000-5200/tcp"] }
+`);
+  assert.deepEqual(codes(fs, 'BH1103').map((f) => f.message), [
+    'rule `port-80` is redundant: allow rule `both-ports` already allows everything it allows',
+    'rule `port-443` is redundant: allow rule `both-ports` already allows everything it allows',
+    'rule `split-a` is redundant: allow rule `split-c` already allows everything it allows',
+    'rule `split-b` is redundant: allow rule `split-c` already allows everything it allows',
+  ]);
+  // Only a union covers `wide`: neither `web-80` nor `web-443` is inside it, nor it inside either.
+  const fs2 = lintRules(`
+  - name: r
+    rules:
+      - { id: wide, from: ["role == 'web'"], to: ["role == 'db'"], services: [web] }
+      - { id: web-80, from: ["role == 'web'"], to: ["role == 'db'"], services: ["80/tcp", "8080/tcp"] }
+      - { id: web-443, from: ["role in {'web', 'app'}"], to: ["role == 'db'"], services: [https] }
+      - { id: x, from: ["role == 'app'"], to: ["role == 'db'"], services: ["22/tcp", "2222/tcp"] }
+      - { id: y, from: ["role == 'app'"], to: ["role == 'db'"], services: ["22/tcp", "3333/tcp"] }
+      - { id: z, from: ["role == 'app'"], to: ["role == 'db'"], services: ["2222/tcp", "3333/tcp"] }
+`);
+  // x, y and z each lie inside the other two; only the last is reported, so removing what is reported changes nothing.
+  assert.deepEqual(codes(fs2, 'BH1103').map((f) => f.message), [
+    'rule `wide` is redundant: allow rules `web-80`, `web-443` together already allow everything it allows',
+    'rule `z` is redundant: allow rules `x`, `y` together already allow everything it allows',
+  ]);
+});
+
+test('an allow rule matched only by several deny rules together is dead', () => {
+  const fs = lintRules(`
+  - name: r
+    rules:
+      - { id: no-dev-web, action: deny, from: ["env == 'dev' && role == 'web'"], to: ["env == 'prod'"], services: ["80/tcp"] }
+      - { id: no-dev-tls, action: deny, from: ["env == 'dev'"], to: ["role == 'db'"], services: [https] }
+      - { id: dev-web-db, from: ["env == 'dev' && role == 'web'"], to: ["role == 'db' && env == 'prod'"], services: [web] }
+      - { id: dev-web-app, from: ["env == 'dev' && role == 'web'"], to: ["role == 'app' && env == 'prod'"], services: [web] }
+`);
+  assert.deepEqual(codes(fs, 'BH1104').map((f) => f.message), ['rule `dev-web-db` can never allow anything: deny rules `no-dev-web`, `no-dev-tls` together match everything it matches']);
+});
+
+test('removing every rule reported redundant or dead changes no verdict (random estates)', async () => {
+  const { randomLabEstate } = await import('../helpers/random-policy.js');
+  const { policyFromDoc } = await import('../helpers/policy.js');
+  const { Evaluator } = await import('../../src/engine/evaluate.js');
+  const { parseAddr } = await import('../../src/netset/ip.js');
+  let removed = 0;
+  for (let seed = 1; seed <= 40; seed++) {
+    const estate = randomLabEstate(seed);
+    const full = policyFromDoc(estate.doc);
+    const gone = new Set(lint(full.ir).filter((f) => f.code === 'BH1103' || f.code === 'BH1104').map((f) => f.rule));
+    if (gone.size === 0) continue;
+    removed += gone.size;
+    const doc = structuredClone(estate.doc) as { rulesets: { rules: { id: string }[] }[] };
+    for (const rs of doc.rulesets) rs.rules = rs.rules.filter((r) => !gone.has(r.id));
+    const pruned = policyFromDoc(doc);
+    const a = new Evaluator(full.ir, { cacheBits: 0 });
+    const b = new Evaluator(pruned.ir, { cacheBits: 0 });
+    const addrs = [...full.ir.workloads.flatMap((w) => w.addresses.map((p) => p.addr)), ...estate.externals.flatMap((e) => e.addresses.map((x) => parseAddr(x)!))];
+    const conns = [...[22, 80, 443, 5432, 5000, 6000, 8080, 9999].map((port) => [6, port]), [17, 53], [17, 123], [1, 8 * 256]];
+    for (const src of addrs)
+      for (const dst of addrs) {
+        if (src === dst || typeof src !== typeof dst) continue;
+        for (const [proto, port] of conns) {
+          const flow = { src, dst, proto, port };
+          assert.equal(b.decide(flow).verdict, a.decide(flow).verdict, `seed ${seed}: removing ${[...gone].join(', ')} changed ${JSON.stringify({ ...flow, src: String(src), dst: String(dst) })}`);
+        }
+      }
+  }
+  assert.ok(removed > 10, `${removed} rules removed over the seeds`);
+});
