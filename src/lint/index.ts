@@ -177,7 +177,8 @@ function sideCovers(outer: PeerSet, inner: PeerSet): boolean {
 function covers(o: IrRule, r: IrRule): boolean {
   // A service limited to a program or user matches less than its connections on hosts.
   if (limited(o)) return false;
-  return sideCovers(o.from, r.from) && sideCovers(o.to, r.to) && r.conns.isSubset(o.conns);
+  // Connections first: a few intervals against thousands of class bits.
+  return r.conns.isSubset(o.conns) && sideCovers(o.to, r.to) && sideCovers(o.from, r.from);
 }
 
 /** A rule with a service limited to a program or user matches less than its connections on hosts: it covers nothing. */
@@ -197,7 +198,8 @@ const UNION_CELLS = 200_000;
  * candidate changes.
  */
 function unionCover(r: IrRule, cands: readonly IrRule[]): IrRule[] | undefined {
-  const useful = cands.filter((o) => o !== r && !limited(o) && o.conns.overlaps(r.conns) && (o.from.classes.intersects(r.from.classes) || o.from.atoms.intersects(r.from.atoms)) && (o.to.classes.intersects(r.to.classes) || o.to.atoms.intersects(r.to.atoms)));
+  // Cheapest tests first: most rules name other ports, and connection sets are a few intervals.
+  const useful = cands.filter((o) => o !== r && o.conns.overlaps(r.conns) && !limited(o) && (o.to.classes.intersects(r.to.classes) || o.to.atoms.intersects(r.to.atoms)) && (o.from.classes.intersects(r.from.classes) || o.from.atoms.intersects(r.from.atoms)));
   if (useful.length < 2) return undefined; // one rule is the single-cover check's business
   // Connection segments of r on which no useful rule changes.
   const rb = r.conns.boundaries();
@@ -227,6 +229,36 @@ function unionCover(r: IrRule, cands: readonly IrRule[]): IrRule[] | undefined {
     }
   }
   return [...used].sort((a, b) => a.index - b.index);
+}
+
+/** Rules whose `to` names at most this many classes are indexed by class; wider ones are always candidates. */
+const NARROW_TO = 64;
+
+/**
+ * A prefilter for {@link unionCover}: the rules whose destinations may meet
+ * a rule's (by class, through an index of the narrow ones, plus every wide
+ * rule and every rule with addresses), so the exact test runs on few pairs.
+ */
+function destinationIndex(rules: readonly IrRule[]): (r: IrRule) => IrRule[] {
+  const byClass = new Map<number, IrRule[]>();
+  const always: IrRule[] = [];
+  for (const o of rules) {
+    if (!o.to.atoms.isEmpty() || o.to.classes.count() > NARROW_TO) {
+      always.push(o);
+      continue;
+    }
+    for (const c of o.to.classes.indices()) {
+      let l = byClass.get(c);
+      if (!l) byClass.set(c, (l = []));
+      l.push(o);
+    }
+  }
+  return (r) => {
+    const out = new Set<IrRule>(always);
+    if (r.to.classes.count() > NARROW_TO * 16) return rules.slice();
+    for (const c of r.to.classes.indices()) for (const o of byClass.get(c) ?? []) out.add(o);
+    return [...out].sort((a, b) => a.index - b.index);
+  };
 }
 
 const ids = (rules: readonly IrRule[]) => {
@@ -272,8 +304,9 @@ function covered(ir: Ir, out: Finding[]): void {
   }
   // Covered by several allow rules together. Later rules first, and never by a rule already reported, so
   // every reported rule stays covered by the rules not reported: removing all of them changes nothing.
+  const near = destinationIndex(allows);
   for (const r of rest.reverse()) {
-    const together = unionCover(r, allows.filter((o) => !reported.has(o)));
+    const together = unionCover(r, near(r).filter((o) => !reported.has(o)));
     if (!together) continue;
     out.push({
       code: 'BH1103',
