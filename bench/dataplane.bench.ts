@@ -1,5 +1,5 @@
 /**
- * npm run bench:dataplane [-- --workloads 10000,100000 --seconds 3]
+ * npm run bench:dataplane [-- --workloads 10000,100000 --seconds 3 --rounds 3]
  *
  * In a two-host network-namespace lab (needs root; never touches this
  * machine's own network): the TCP connection rate and iperf3 throughput from
@@ -26,13 +26,14 @@ import { PROTOCOLS } from '../src/netset/connset.js';
 import { labDown, labLoad, labFlush, labProblems, labTcpRate, labUp, type Lab } from '../src/lab/index.js';
 import { runNft, withScratchNetns } from '../src/adapters/nft.js';
 
-const { values } = parseArgs({ options: { workloads: { type: 'string', default: '10000,100000' }, seconds: { type: 'string', default: '3' } } });
+const { values } = parseArgs({ options: { workloads: { type: 'string', default: '10000,100000' }, seconds: { type: 'string', default: '3' }, rounds: { type: 'string', default: '3' } } });
 const problems = labProblems({ needIptables: true });
 if (problems.length > 0) {
   console.error(`bench:dataplane cannot run here:\n  - ${problems.join('\n  - ')}`);
   process.exit(2);
 }
 const seconds = Number(values.seconds);
+const rounds = Math.max(1, Number(values.rounds));
 const now = () => performance.now();
 
 function iperf(lab: Lab, client: string, server: string): number {
@@ -134,14 +135,35 @@ for (const size of values.workloads!.split(',').map(Number)) {
   const hosts = [client, server].map((w) => ({ name: w.name, addresses: [formatAddr(w.addresses[0].addr)], tcpPorts: [pair!.port], udpPorts: [] }));
   const lab = await labUp(hosts);
   try {
-    const a = await rate(lab, client.name, server.name, pair.port);
-    const ia = iperf(lab, client.name, server.name);
     // (a') the cost of connection tracking alone: a table that only tracks and accepts.
     const trackOnly = 'table inet bulkhead {}\ndelete table inet bulkhead\ntable inet bulkhead {\n  chain input {\n    type filter hook input priority filter; policy accept;\n    ct state established,related accept\n    accept\n  }\n  chain output {\n    type filter hook output priority filter; policy accept;\n    ct state established,related accept\n    accept\n  }\n}\n';
-    for (const w of [pair.client, pair.server]) await labLoad(lab, ir.workloads[w].name, { kind: 'nftables', text: trackOnly });
-    const at = await rate(lab, client.name, server.name, pair.port);
-    for (const w of [pair.client, pair.server]) await labLoad(lab, ir.workloads[w].name, { kind: 'nftables', text: compileNftables(hc.host(w)!).text });
-    const b = await rate(lab, client.name, server.name, pair.port);
+    const both = [pair.client, pair.server];
+    const setups: Record<'a' | 'at' | 'b', () => Promise<void>> = {
+      a: async () => {
+        for (const w of both) await labFlush(lab, ir.workloads[w].name);
+      },
+      at: async () => {
+        for (const w of both) await labLoad(lab, ir.workloads[w].name, { kind: 'nftables', text: trackOnly });
+      },
+      b: async () => {
+        for (const w of both) await labLoad(lab, ir.workloads[w].name, { kind: 'nftables', text: compileNftables(hc.host(w)!).text });
+      },
+    };
+    // Interleaved rounds, medians: the rate of one run drifts with whatever else the machine does.
+    const runs: Record<'a' | 'at' | 'b', number[]> = { a: [], at: [], b: [] };
+    for (let round = 0; round < rounds; round++) {
+      for (const k of ['a', 'at', 'b'] as const) {
+        await setups[k]();
+        runs[k].push(await rate(lab, client.name, server.name, pair.port));
+      }
+    }
+    const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+    const spread = (xs: number[]) => (xs.length > 1 ? ` (runs ${xs.map((x) => Math.round(x)).join(', ')})` : '');
+    const a = median(runs.a);
+    const at = median(runs.at);
+    const b = median(runs.b);
+    await setups.a();
+    const ia = iperf(lab, client.name, server.name);
     // iperf3's own port is no policy port: let it through as a failsafe (control plane) rule, then measure.
     const peerOf = (w: number) => ({ addr: ir.workloads[w === pair!.client ? pair!.server : pair!.client].addresses[0].addr, len: 32 });
     for (const w of [pair.client, pair.server]) await labLoad(lab, ir.workloads[w].name, { kind: 'nftables', text: compileNftables(hc.host(w)!, { failsafe: { controlPlane: [peerOf(w)] } }).text });
@@ -177,9 +199,10 @@ for (const size of values.workloads!.split(',').map(Number)) {
     const c = await rate(lab, client.name, server.name, pair.port);
     await labFlush(lab, server.name);
     console.log(`  client ${client.name} -> server ${server.name} on ${pair.port}/tcp; the allow rule admits ${best} source addresses; server ruleset: ${host.ingress.length} ingress rules`);
-    console.log(`  (a) no ruleset          ${a.toFixed(0)} connections/s, iperf3 ${ia.toFixed(2)} Gbit/s`);
-    console.log(`  (a') conntrack only     ${at.toFixed(0)} connections/s   a'/a = ${(at / a).toFixed(2)} (what tracking connections costs, before any rule)`);
-    console.log(`  (b) bulkhead nftables   ${b.toFixed(0)} connections/s, iperf3 ${ib.toFixed(2)} Gbit/s   b/a = ${(b / a).toFixed(2)}   target >= 0.9   ${b / a >= 0.9 ? 'met' : 'MISSED'}   b/a' = ${(b / at).toFixed(2)}`);
+    console.log(`  rates: medians of ${rounds} interleaved rounds of ${seconds} s each`);
+    console.log(`  (a) no ruleset          ${a.toFixed(0)} connections/s${spread(runs.a)}, iperf3 ${ia.toFixed(2)} Gbit/s`);
+    console.log(`  (a') conntrack only     ${at.toFixed(0)} connections/s${spread(runs.at)}   a'/a = ${(at / a).toFixed(2)} (what tracking connections costs, before any rule)`);
+    console.log(`  (b) bulkhead nftables   ${b.toFixed(0)} connections/s${spread(runs.b)}, iperf3 ${ib.toFixed(2)} Gbit/s   b/a = ${(b / a).toFixed(2)}   target >= 0.9   ${b / a >= 0.9 ? 'met' : 'MISSED'}   b/a' = ${(b / at).toFixed(2)}`);
     console.log(`  (c) naive iptables      ${c.toFixed(0)} connections/s (${naiveRules + 1} rules, one per source address and port)   b/c = ${(b / c).toFixed(1)}x   target >= 10x   ${b / c >= 10 ? 'met' : 'MISSED'}`);
   } finally {
     await labDown(lab.runId);
