@@ -52,4 +52,13 @@ export default tseslint.config(
     },
   },
   ...layers.map(layerRule),
+  // The control plane and the host agent meet only over HTTP (docs/API.md): neither imports the other, nor the CLI.
+  {
+    files: ['src/server/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['**/agent/*', '**/cli/*', '**/lab/*'], message: 'the server talks to agents over HTTP only, and never imports the CLI or the lab' }] }] },
+  },
+  {
+    files: ['src/agent/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['**/server/*', '**/cli/*', '**/lab/*'], message: 'the agent talks to the server over HTTP only, and never imports the CLI or the lab' }] }] },
+  },
 );

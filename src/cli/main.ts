@@ -23,6 +23,8 @@ import { register as registerCollect } from './collect.js';
 import { register as registerGenerateFlows } from './generate-flows.js';
 import { register as registerRecommend } from './recommend.js';
 import { register as registerTest } from './test.js';
+import { register as registerServe } from './serve.js';
+import { register as registerAgent } from './agent.js';
 
 const defaultIo = (): Io => ({
   out: (s) => process.stdout.write(s + '\n'),
@@ -137,6 +139,8 @@ Start with:
   registerIngest(prog, io);
   registerMap(prog, io);
   registerTest(prog, io);
+  registerServe(prog, io);
+  registerAgent(prog, io);
   registerCollect(prog, io);
   registerGenerateFlows(prog, io);
   registerRecommend(prog, io);

@@ -1,0 +1,277 @@
+/**
+ * `npm run bench:server`: the control plane under 10,000 agents.
+ *
+ * The server runs in a child process (so its memory is its own); this
+ * process plays the agents, over loopback HTTP with one keep-alive agent:
+ *
+ * 1. provision a generated estate (10,000 workloads), make one agent per
+ *    workload, fetch every ruleset once;
+ * 2. hold 10,000 long polls; provision a change to one app's rules and
+ *    measure, per affected agent, the time until it holds the new ETag
+ *    (p50, p99; target p99 ≤ 2 s); then the same for a break-glass override
+ *    on a whole environment;
+ * 3. flow ingest: agents post batches for a fixed time; records/s acknowledged
+ *    (target ≥ 200k/s), then the store's count must equal what was acknowledged;
+ * 4. the server's peak RSS (target ≤ 1 GB).
+ *
+ * Options: --workloads N (10000), --agents N (= workloads), --rules N (1000),
+ * --ingest-seconds S (10), --ingest-clients N (32), --batch N (5000).
+ * Bounded: every wait has a deadline; the child is killed at the end.
+ * File descriptors: each process holds one socket per agent; `ulimit -n`
+ * must exceed the agent count (Node cannot raise it; see docs/SERVER.md).
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateEstate } from '../src/generate/index.js';
+
+const arg = (name: string, def: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : def;
+};
+
+// ---------------------------------------------------------------- the server child
+
+if (process.argv.includes('--child')) await child();
+
+async function child(): Promise<void> {
+  const dir = process.argv[process.argv.indexOf('--child') + 1];
+  const { startServer } = await import('../src/server/index.js');
+  const s = await startServer({ state: join(dir, 'state.db'), host: '127.0.0.1', port: 0, rate: 1e9, agentRate: 1e9, commitMs: 250, storeMemory: '256MB', textCacheBytes: 128 << 20, log: process.env.BENCH_LOG ? (l) => console.error(new Date().toISOString(), l) : undefined });
+  const peak = () => {
+    const st = readFileSync('/proc/self/status', 'utf8');
+    const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(st)?.[1] ?? 0) * 1024;
+    return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+  };
+  let snapshot = new Map<string, string>();
+  process.on('message', async (m: { op: string; workloads?: string[] }) => {
+    const cp = s.control;
+    if (m.op === 'waiters') process.send!({ op: 'waiters', n: cp.agents.waiters });
+    else if (m.op === 'snapshot') {
+      const gen = cp.generation();
+      snapshot = new Map(m.workloads!.map((w) => [w, gen.entry(w).etag]));
+      process.send!({ op: 'snapshot' });
+    } else if (m.op === 'affected') {
+      const gen = cp.generation();
+      let n = 0;
+      for (const [w, e] of snapshot) if (gen.entry(w).etag !== e) n++;
+      process.send!({ op: 'affected', n, texts: cp.agents.texts.size, compiles: cp.agents.texts.compiles });
+    } else if (m.op === 'stored') {
+      await cp.ingest.commit();
+      const st = await cp.store.stats();
+      process.send!({ op: 'stored', acked: cp.ingest.stored, flows: st.flows });
+    } else if (m.op === 'mem') process.send!({ op: 'mem', ...peak() });
+    else if (m.op === 'stop') {
+      await s.close();
+      process.send!({ op: 'stop' }, () => process.exit(0));
+    }
+  });
+  process.send!({ op: 'ready', url: s.url, token: s.adminToken });
+}
+
+// ---------------------------------------------------------------- the agents
+
+function ask<T>(child: ChildProcess, op: string, extra: object = {}): Promise<T> {
+  return new Promise((resolve) => {
+    const on = (m: { op: string }) => {
+      if (m.op === op) {
+        child.off('message', on);
+        resolve(m as T);
+      }
+    };
+    child.on('message', on);
+    child.send({ op, ...extra });
+  });
+}
+
+interface Resp {
+  status: number;
+  etag?: string;
+  body: string;
+}
+
+const http = new Agent({ keepAlive: true, maxSockets: 20000, maxFreeSockets: 20000 });
+
+function call(url: string, token: string, method: string, path: string, o: { body?: string; headers?: Record<string, string>; keepBody?: boolean; onHead?: (status: number, etag?: string) => void; timeoutMs?: number } = {}): Promise<Resp> {
+  return new Promise((resolve, reject) => {
+    const r = request(url + path, { method, agent: http, headers: { authorization: `Bearer ${token}`, ...(o.body ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(o.body)) } : {}), ...(o.headers ?? {}) }, timeout: o.timeoutMs ?? 120000 }, (res) => {
+      const etag = res.headers.etag?.replace(/"/g, '');
+      o.onHead?.(res.statusCode!, etag);
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => {
+        if (o.keepBody) chunks.push(c);
+      });
+      res.on('end', () => resolve({ status: res.statusCode!, etag, body: o.keepBody ? Buffer.concat(chunks).toString() : '' }));
+      res.on('error', reject);
+    });
+    r.on('timeout', () => r.destroy(new Error('timeout')));
+    r.on('error', reject);
+    r.end(o.body);
+  });
+}
+
+async function pool<T>(items: readonly T[], width: number, f: (x: T) => Promise<void>): Promise<void> {
+  let k = 0;
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (k < items.length) await f(items[k++]);
+  }));
+}
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor(s.length * p))] : NaN;
+};
+
+async function main(): Promise<void> {
+  const nWorkloads = arg('workloads', 10000);
+  const nRules = arg('rules', 1000);
+  const ingestSeconds = arg('ingest-seconds', 10);
+  const ingestClients = arg('ingest-clients', 32);
+  const batch = arg('batch', 5000);
+  const dir = mkdtempSync(join(tmpdir(), 'bulkhead-bench-server-'));
+  const child = fork(new URL(import.meta.url).pathname, ['--child', dir], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const deadline = setTimeout(() => {
+    console.error('bench: over the time bound (15 min), stopping');
+    child.kill('SIGKILL');
+    process.exit(2);
+  }, 15 * 60000);
+  try {
+    const ready = await ask<{ url: string; token: string }>(child, 'ready');
+    const { url, token } = ready;
+    const admin = (method: string, path: string, body?: unknown) => call(url, token, method, path, { body: body === undefined ? undefined : JSON.stringify(body), keepBody: true });
+
+    // 1. the estate, the agents, the first fetch
+    const doc = generateEstate({ seed: 1, workloads: nWorkloads, rules: nRules }) as unknown as { workloads: { name: string; addresses: string[]; managed?: boolean; labels?: Record<string, string> }[]; rulesets: { name: string; scope: string; rules: unknown[] }[]; overrides?: unknown[] };
+    let t0 = performance.now();
+    let r = await admin('PUT', '/api/v1/draft', doc);
+    if (r.status !== 200) throw new Error(`draft: ${r.status} ${r.body.slice(0, 300)}`);
+    r = await admin('POST', '/api/v1/versions', { message: 'estate' });
+    if (r.status !== 201) throw new Error(`provision: ${r.status} ${r.body.slice(0, 300)}`);
+    const provisionMs = performance.now() - t0;
+    const nAgents = Math.min(arg('agents', nWorkloads), doc.workloads.length);
+    const workloads = doc.workloads.slice(0, nAgents);
+    const agents: { w: (typeof workloads)[number]; token: string; etag?: string }[] = [];
+    t0 = performance.now();
+    await pool(workloads, 16, async (w) => {
+      const a = await admin('POST', '/api/v1/agents', { workload: w.name });
+      agents.push({ w, token: JSON.parse(a.body).token });
+    });
+    const createMs = performance.now() - t0;
+    t0 = performance.now();
+    let firstBytes = 0;
+    await pool(agents, 64, async (a) => {
+      const p = await call(url, a.token, 'GET', '/api/v1/agent/policy', { keepBody: false, onHead: () => {} });
+      a.etag = p.etag;
+      firstBytes += 0;
+    });
+    const firstFetchMs = performance.now() - t0;
+    console.log(`estate: ${nWorkloads} workloads, ${nRules} rules; provisioned in ${(provisionMs / 1000).toFixed(1)} s; ${agents.length} agents made in ${(createMs / 1000).toFixed(1)} s; first fetch of every ruleset in ${(firstFetchMs / 1000).toFixed(1)} s`);
+    void firstBytes;
+
+    // 2. long polls (one loop per agent for the whole run) and two changes
+    let stopping = false;
+    let current: { start: number; got: Map<number, number> } | undefined;
+    const _loops = agents.map(async (a, i) => {
+      while (!stopping) {
+        const sent = a.etag;
+        try {
+          const p = await call(url, a.token, 'GET', '/api/v1/agent/policy?wait=60', {
+            headers: { 'if-none-match': `"${sent}"` },
+            onHead: (status, etag) => {
+              if (status === 200 && etag !== sent && current && !current.got.has(i)) current.got.set(i, performance.now() - current.start);
+            },
+          });
+          if (p.status === 200) a.etag = p.etag;
+        } catch {
+          if (!stopping) await new Promise((res) => setTimeout(res, 100));
+        }
+      }
+    });
+    const measure = async (what: string, change: () => Promise<void>) => {
+      await ask(child, 'snapshot', { workloads: agents.map((a) => a.w.name) });
+      const tw = performance.now();
+      while ((await ask<{ n: number }>(child, 'waiters')).n < agents.length && performance.now() - tw < 60000) await new Promise((res) => setTimeout(res, 200));
+      const waiting = (await ask<{ n: number }>(child, 'waiters')).n;
+      const m = { start: performance.now(), got: new Map<number, number>() };
+      current = m;
+      await change();
+      const changeMs = performance.now() - m.start;
+      const { n: affected, texts, compiles } = await ask<{ n: number; texts: { entries: number; bytes: number }; compiles: number }>(child, 'affected');
+      const td = performance.now();
+      while (m.got.size < affected && performance.now() - td < 30000) await new Promise((res) => setTimeout(res, 50));
+      await new Promise((res) => setTimeout(res, 300));
+      current = undefined;
+      const lat = [...m.got.values()];
+      console.log(
+        `${what}: ${waiting} polls waiting; the change took ${changeMs.toFixed(0)} ms to answer; ${affected} agents affected, ${m.got.size} got the new ETag: ` +
+          `p50 ${pct(lat, 0.5).toFixed(0)} ms, p99 ${pct(lat, 0.99).toFixed(0)} ms, max ${Math.max(...lat).toFixed(0)} ms (target p99 ≤ 2000 ms: ${pct(lat, 0.99) <= 2000 ? 'met' : 'NOT met'}, ratio ${(pct(lat, 0.99) / 2000).toFixed(2)}); ` +
+          `ruleset cache ${texts.entries} texts, ${(texts.bytes / 1048576).toFixed(0)} MiB, ${compiles} compiles so far`,
+      );
+    };
+    const app = doc.rulesets.find((rs) => /app ==/.test(rs.scope) && rs.rules.length > 0)!;
+    app.rules.push({ id: 'bench-new-rule', from: [{ cidr: '198.51.100.0/24' }], to: ['all()'], services: ['9443/tcp'] });
+    const d = await admin('PUT', '/api/v1/draft', doc);
+    if (d.status !== 200) throw new Error(`draft: ${d.status}`);
+    await measure(`provision (one rule added to ruleset ${app.name}; timed from POST /versions)`, async () => {
+      const v = await admin('POST', '/api/v1/versions', { message: 'bench change' });
+      if (v.status !== 201) throw new Error(`provision: ${v.status} ${v.body.slice(0, 200)}`);
+    });
+    await measure("break-glass (an override into env == 'staging')", async () => {
+      const b = await admin('POST', '/api/v1/breakglass', { from: [{ cidr: '198.51.100.7/32' }], to: ["env == 'staging'"], services: ['22/tcp'], reason: 'bench', ttlSeconds: 3600 });
+      if (b.status !== 201) throw new Error(`break-glass: ${b.status} ${b.body.slice(0, 200)}`);
+    });
+    stopping = true;
+
+    // 3. flow ingest
+    const senders = agents.filter((a) => a.w.managed !== false && a.w.addresses.some((x) => !x.includes(':') && !x.includes('/'))).slice(0, ingestClients);
+    const now = Date.now();
+    const bodies = senders.map((a, k) => {
+      const own = a.w.addresses.find((x) => !x.includes(':') && !x.includes('/'))!;
+      const recs = [];
+      for (let i = 0; i < batch; i++) {
+        const peer = `10.${200 + (k % 50)}.${(i >> 8) & 255}.${i & 255}`;
+        const out = i % 3 === 0;
+        recs.push({ start: now - 60000 + i, end: now - 59000 + i, src: out ? own : peer, dst: out ? peer : own, sport: out ? 40000 + (i % 20000) : 50000 + (i % 10000), dport: out ? 443 : 8080, proto: 6, packets: 4, bytes: 800, initiator: 'src', ...(i % 1000 === 0 ? { verdict: 'blocked', rule: 'default' } : {}) });
+      }
+      return JSON.stringify({ records: recs });
+    });
+    let acked = 0;
+    let failed = 0;
+    const ti = performance.now();
+    const ingestEnd = ti + ingestSeconds * 1000;
+    await Promise.all(
+      senders.map(async (a, k) => {
+        while (performance.now() < ingestEnd) {
+          const res = await call(url, a.token, 'POST', '/api/v1/agent/flows', { body: bodies[k], keepBody: true }).catch(() => ({ status: 0, body: '' }) as Resp);
+          if (res.status === 200) acked += JSON.parse(res.body).accepted as number;
+          else failed++;
+        }
+      }),
+    );
+    const ingestSecs = (performance.now() - ti) / 1000;
+    const stored = await ask<{ acked: number; flows: number }>(child, 'stored');
+    const rate = acked / ingestSecs;
+    console.log(
+      `ingest: ${ingestClients} agents posting ${batch}-record batches for ${ingestSecs.toFixed(1)} s: ${acked.toLocaleString('en-US')} records acknowledged, ${Math.round(rate).toLocaleString('en-US')} records/s ` +
+        `(target ≥ 200,000: ${rate >= 200000 ? 'met' : 'NOT met'}, ratio ${(rate / 200000).toFixed(2)}); ${failed} failed requests; ` +
+        `the store holds ${stored.flows.toLocaleString('en-US')} records: ${stored.flows >= acked ? 'none lost' : `${acked - stored.flows} LOST`}`,
+    );
+
+    // 4. memory
+    const mem = await ask<{ rss: number; hwm: number }>(child, 'mem');
+    console.log(`server memory: RSS ${(mem.rss / 1048576).toFixed(0)} MiB now, peak ${(mem.hwm / 1048576).toFixed(0)} MiB (target ≤ 1024 MiB: ${mem.hwm <= 1 << 30 ? 'met' : 'NOT met'}, ratio ${(mem.hwm / (1 << 30)).toFixed(2)})`);
+    const t = performance.now();
+    const stopped = await Promise.race([ask(child, 'stop').then(() => true), new Promise<boolean>((res) => setTimeout(() => res(false), 15000))]);
+    console.log(stopped ? `server stopped cleanly in ${((performance.now() - t) / 1000).toFixed(1)} s` : 'server did not stop within 15 s: killed');
+  } finally {
+    clearTimeout(deadline);
+    http.destroy();
+    if (child.exitCode === null) child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
+
+if (!process.argv.includes('--child')) await main();

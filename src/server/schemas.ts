@@ -1,0 +1,178 @@
+/**
+ * The API's request bodies as Zod schemas: checked before a handler runs,
+ * and exported to the OpenAPI document. Policy items reuse the policy's own
+ * schemas (src/policy/schema.ts), as the CLI's loader does.
+ */
+import { z } from 'zod';
+import { PeerSchema, PortEntrySchema, RulesetSchema } from '../policy/schema.js';
+import { ROLES } from './auth.js';
+import { ApiError } from './http.js';
+
+const Name = z.string().min(1).max(200).regex(/^[A-Za-z0-9][A-Za-z0-9_.:/@-]*$/);
+const oneOrMany = <T extends z.ZodTypeAny>(t: T) => z.union([z.array(t).min(1).max(1000), t]);
+
+export const DocumentSchema = z.record(z.string(), z.unknown()).describe('a policy document: sections of docs/POLICY.md');
+
+export const RulesetBody = RulesetSchema;
+
+export const ProvisionBody = z.strictObject({
+  message: z.string().min(1).max(2000),
+  /** Provision only if the draft is still at this revision. */
+  revision: z.number().int().nonnegative().optional(),
+});
+
+export const RollbackBody = z.strictObject({ message: z.string().max(2000).optional() }).optional();
+
+export const TokenBody = z
+  .strictObject({
+    name: z.string().min(1).max(200),
+    role: z.enum(ROLES.filter((r) => r !== 'agent') as ['admin', 'editor', 'viewer', 'app-owner']),
+    app: z.string().min(1).max(200).optional(),
+  })
+  .refine((t) => (t.role === 'app-owner') === (t.app !== undefined), { message: 'an app owner needs `app`, and only an app owner has one', path: ['app'] });
+
+export const AgentCreateBody = z.strictObject({ workload: Name, name: z.string().max(200).optional() });
+
+const Labels = z.record(z.string().max(200), z.union([z.string().max(500), z.number(), z.boolean()]));
+
+export const RegisterBody = z.strictObject({
+  hostname: z.string().min(1).max(255),
+  addresses: z.array(z.string().max(64)).max(256),
+  labels: Labels.default({}),
+  agentVersion: z.string().max(100),
+});
+
+export const HeartbeatBody = z.strictObject({
+  version: z.number().int().nonnegative().optional(),
+  etag: z.string().max(200).optional(),
+  stats: z.record(z.string(), z.unknown()).optional(),
+});
+
+export const EVENT_KINDS = ['applied', 'apply-failed', 'drift-repaired', 'started'] as const;
+
+export const EventsBody = z.strictObject({
+  events: z
+    .array(
+      z.strictObject({
+        kind: z.enum(EVENT_KINDS),
+        at: z.union([z.number(), z.string()]),
+        version: z.number().int().nonnegative().optional(),
+        etag: z.string().max(200).optional(),
+        detail: z.union([z.string().max(10000), z.record(z.string(), z.unknown())]).optional(),
+      }),
+    )
+    .max(1000),
+});
+
+/** One flow an agent reports. */
+export const AgentFlowSchema = z.strictObject({
+  start: z.number().int().nonnegative(),
+  end: z.number().int().nonnegative(),
+  src: z.string().max(64),
+  dst: z.string().max(64),
+  sport: z.number().int().min(0).max(65535),
+  dport: z.number().int().min(0).max(65535),
+  proto: z.number().int().min(0).max(255),
+  packets: z.number().int().nonnegative(),
+  bytes: z.number().int().nonnegative(),
+  initiator: z.enum(['src']).optional(),
+  verdict: z.enum(['allowed', 'blocked', 'potentially-blocked']).optional(),
+  rule: z.string().max(200).optional(),
+});
+export type AgentFlow = z.output<typeof AgentFlowSchema>;
+
+/** The most records one batch may hold. */
+export const MAX_FLOW_BATCH = 50000;
+
+export const FlowsBody = z.strictObject({ records: z.array(AgentFlowSchema).max(MAX_FLOW_BATCH) });
+
+export const BreakGlassBody = z.strictObject({
+  from: oneOrMany(PeerSchema),
+  to: oneOrMany(PeerSchema),
+  services: oneOrMany(PortEntrySchema),
+  action: z.enum(['allow', 'deny']).default('allow'),
+  reason: z.string().min(3).max(2000),
+  ttlSeconds: z.number().int().min(1).max(7 * 86400),
+});
+
+export const SinkBody = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('webhook'),
+    url: z.url({ protocol: /^https?$/ }),
+    /** Signs each body: `x-bulkhead-signature: sha256=<hmac>`. */
+    secret: z.string().min(8).max(200).optional(),
+  }),
+  z.strictObject({
+    kind: z.literal('syslog'),
+    host: z.string().min(1).max(255),
+    port: z.number().int().min(1).max(65535).default(514),
+    /** The syslog facility number (default 16, local0). */
+    facility: z.number().int().min(0).max(23).default(16),
+  }),
+]);
+
+export const TestQueryBody = z.strictObject({
+  from: z.string().min(1).max(200),
+  to: z.string().min(1).max(200),
+  port: z.string().min(1).max(50),
+});
+
+export const ReachQueryBody = z.strictObject({
+  by: z.string().max(200).optional(),
+  from: z.string().max(2000).optional(),
+  to: z.string().max(2000).optional(),
+  port: z.string().max(2000).optional(),
+  asDeployed: z.boolean().optional(),
+});
+
+export const MapQueryBody = z.strictObject({
+  by: z.string().max(200).optional(),
+  since: z.union([z.number(), z.string()]).optional(),
+  until: z.union([z.number(), z.string()]).optional(),
+  minFlows: z.number().int().nonnegative().optional(),
+});
+
+const FLOW_KEYS = new Set(['start', 'end', 'src', 'dst', 'sport', 'dport', 'proto', 'packets', 'bytes', 'initiator', 'verdict', 'rule']);
+const VERDICTS = new Set(['allowed', 'blocked', 'potentially-blocked']);
+const isInt = (v: unknown, lo: number, hi: number): boolean => typeof v === 'number' && Number.isInteger(v) && v >= lo && v <= hi;
+const isStr = (v: unknown, max: number): boolean => typeof v === 'string' && v.length <= max;
+
+/** Why one record does not fit {@link AgentFlowSchema}, or undefined when it does. */
+function flowProblem(r: unknown): { path: string; message: string } | undefined {
+  if (r === null || typeof r !== 'object' || Array.isArray(r)) return { path: '', message: 'a record is an object' };
+  const o = r as Record<string, unknown>;
+  for (const k in o) if (!FLOW_KEYS.has(k)) return { path: '/' + k, message: `unknown field \`${k}\`` };
+  if (!isInt(o.start, 0, Number.MAX_SAFE_INTEGER)) return { path: '/start', message: 'a whole number of epoch ms' };
+  if (!isInt(o.end, 0, Number.MAX_SAFE_INTEGER)) return { path: '/end', message: 'a whole number of epoch ms' };
+  if (!isStr(o.src, 64)) return { path: '/src', message: 'an address' };
+  if (!isStr(o.dst, 64)) return { path: '/dst', message: 'an address' };
+  if (!isInt(o.sport, 0, 65535)) return { path: '/sport', message: 'a port, 0 to 65535' };
+  if (!isInt(o.dport, 0, 65535)) return { path: '/dport', message: 'a port, 0 to 65535' };
+  if (!isInt(o.proto, 0, 255)) return { path: '/proto', message: 'a protocol number, 0 to 255' };
+  if (!isInt(o.packets, 0, Number.MAX_SAFE_INTEGER)) return { path: '/packets', message: 'a whole number' };
+  if (!isInt(o.bytes, 0, Number.MAX_SAFE_INTEGER)) return { path: '/bytes', message: 'a whole number' };
+  if (o.initiator !== undefined && o.initiator !== 'src') return { path: '/initiator', message: '`src` when given' };
+  if (o.verdict !== undefined && !VERDICTS.has(o.verdict as string)) return { path: '/verdict', message: 'allowed, blocked or potentially-blocked' };
+  if (o.rule !== undefined && !isStr(o.rule, 200)) return { path: '/rule', message: 'a rule id of at most 200 characters' };
+  return undefined;
+}
+
+/**
+ * Checks a flow batch as {@link FlowsBody} does, without building a copy of
+ * every record (the ingest hot path); `test/server/schemas.test.ts` requires
+ * both to accept and refuse the same bodies.
+ */
+export function parseFlowsBody(json: unknown): z.output<typeof FlowsBody> {
+  const bad = (path: string, message: string) => new ApiError(400, 'bad-request', 'the request body is not valid', [{ path, message }]);
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw bad('/', 'expected an object with `records`');
+  const o = json as Record<string, unknown>;
+  for (const k in o) if (k !== 'records') throw bad('/' + k, `unknown field \`${k}\``);
+  const records = o.records;
+  if (!Array.isArray(records)) throw bad('/records', 'expected a list of records');
+  if (records.length > MAX_FLOW_BATCH) throw bad('/records', `at most ${MAX_FLOW_BATCH} records a batch`);
+  for (let i = 0; i < records.length; i++) {
+    const p = flowProblem(records[i]);
+    if (p) throw bad(`/records/${i}${p.path}`, p.message);
+  }
+  return o as z.output<typeof FlowsBody>;
+}

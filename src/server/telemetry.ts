@@ -1,0 +1,294 @@
+/**
+ * Flows from agents into the flow store, and the violations among them.
+ *
+ * Records are checked, oriented (server side inferred, as `bulkhead ingest`
+ * does) and held in columnar batches; a **group commit** every `commitMs`
+ * (or sooner when many records wait) appends them to the store in one ingest
+ * run, aggregates the edges, and writes the violations to the state file.
+ * Only then are the requests that brought them answered: a `200` means the
+ * records are stored. A failed commit answers them with an error, so the
+ * agent keeps its records and sends them again.
+ */
+import { foldPorts, ServerInference } from '../flows/attribute.js';
+import { ACTION, FlowBatch, formatId, INITIATOR } from '../flows/record.js';
+import { formatAddr, parseAddr, type IpSet } from '../netset/ip.js';
+import type { FlowStore } from '../store/flows.js';
+import type { Alert } from './alerts.js';
+import type { Db } from './db.js';
+import { ApiError, badRequest } from './http.js';
+import type { AgentFlow } from './schemas.js';
+
+const CONNTRACK = formatId('conntrack');
+const HOUR = 3600000;
+
+/** Who sent a batch. */
+export interface FlowSender {
+  readonly workload: string;
+  readonly app: string;
+  /** The workload's addresses in the active policy: every record must have one as src or dst. */
+  readonly addresses: IpSet;
+}
+
+interface Pending {
+  readonly batch: FlowBatch;
+  readonly server: Uint8Array;
+  readonly port: Uint16Array;
+}
+
+interface ViolationKey {
+  bucket: number;
+  app: string;
+  workload: string;
+  rule: string;
+  verdict: string;
+  src: string;
+  dst: string;
+  proto: number;
+  port: number;
+  count: number;
+  first: number;
+  last: number;
+}
+
+export interface FlowIngestOptions {
+  /** How often waiting records are stored (default 250 ms). */
+  readonly commitMs?: number;
+  /** Commit at once when this many records wait (default 200,000). */
+  readonly commitRecords?: number;
+  /** Told the violations of every commit, summed per app, rule and verdict. */
+  readonly onViolations?: (v: { app: string; rule: string; verdict: string; count: number; workloads: string[] }[]) => void;
+}
+
+/** Group-committed ingest of agent flows. */
+export class FlowIngest {
+  private readonly inference = new ServerInference();
+  private current = this.fresh();
+  private pending: Pending[] = [];
+  private pendingRecords = 0;
+  private violations = new Map<string, ViolationKey>();
+  private waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  private timer?: ReturnType<typeof setTimeout>;
+  private committing?: Promise<void>;
+  private closed = false;
+  /** Records acknowledged (stored) since start. */
+  stored = 0;
+  commits = 0;
+  private readonly upsert;
+
+  constructor(
+    private readonly store: FlowStore,
+    private readonly db: Db,
+    private readonly o: FlowIngestOptions = {},
+  ) {
+    this.upsert = db.prepare(`INSERT INTO violations (bucket, app, workload, rule, verdict, src, dst, proto, port, count, first_ms, last_ms)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (bucket, workload, rule, verdict, src, dst, proto, port) DO UPDATE SET
+        count = count + excluded.count, first_ms = MIN(first_ms, excluded.first_ms), last_ms = MAX(last_ms, excluded.last_ms), app = excluded.app`);
+  }
+
+  private fresh(): Pending {
+    return { batch: new FlowBatch(2048), server: new Uint8Array(2048), port: new Uint16Array(2048) };
+  }
+
+  /**
+   * Checks a batch (400 for a bad address, 403 when a record does not touch
+   * the sender's workload: nothing of the batch is kept) and resolves once
+   * its records are stored.
+   */
+  ingest(records: readonly AgentFlow[], from: FlowSender): Promise<number> {
+    if (this.closed) return Promise.reject(new ApiError(503, 'shutting-down', 'the server is shutting down'));
+    const n = records.length;
+    if (n === 0) return Promise.resolve(0);
+    // Check every record before keeping any.
+    const src: (number | bigint)[] = new Array(n);
+    const dst: (number | bigint)[] = new Array(n);
+    for (let i = 0; i < n; i++) {
+      const r = records[i];
+      const s = parseAddr(r.src);
+      const d = parseAddr(r.dst);
+      if (s === null || d === null) throw badRequest(`record ${i}: \`${s === null ? r.src : r.dst}\` is not an IP address`);
+      if (!from.addresses.has(s) && !from.addresses.has(d)) {
+        throw new ApiError(403, 'not-your-flow', `record ${i} (${r.src} -> ${r.dst}) has none of workload \`${from.workload}\`'s addresses: the batch is refused`);
+      }
+      if (r.end < r.start) throw badRequest(`record ${i}: \`end\` is before \`start\``);
+      src[i] = s;
+      dst[i] = d;
+    }
+    for (let i = 0; i < n; i++) {
+      const r = records[i];
+      let p = this.current;
+      if (p.batch.length === p.batch.capacity) {
+        this.seal();
+        p = this.current;
+      }
+      const b = p.batch;
+      const k = b.length++;
+      b.v6[k] = 0;
+      b.start[k] = r.start;
+      b.end[k] = r.end;
+      b.setSrc(k, src[i]);
+      b.setDst(k, dst[i]);
+      b.proto[k] = r.proto;
+      b.srcPort[k] = r.sport;
+      b.dstPort[k] = r.dport;
+      b.packets[k] = r.packets;
+      b.bytes[k] = r.bytes;
+      b.action[k] = r.verdict === 'blocked' ? ACTION.reject : r.verdict ? ACTION.accept : ACTION.none;
+      b.tcpFlags[k] = -1;
+      b.initiator[k] = r.initiator === 'src' ? INITIATOR.src : INITIATOR.unknown;
+      b.format[k] = CONNTRACK;
+      if (r.verdict === 'blocked' || r.verdict === 'potentially-blocked') this.violation(r, from);
+    }
+    this.pendingRecords += n;
+    const done = new Promise<number>((resolve, reject) => this.waiters.push({ resolve: () => resolve(n), reject }));
+    this.schedule();
+    return done;
+  }
+
+  private violation(r: AgentFlow, from: FlowSender): void {
+    const bucket = Math.floor(r.start / HOUR) * HOUR;
+    const rule = r.rule ?? 'unknown';
+    const key = `${bucket}\0${from.workload}\0${rule}\0${r.verdict}\0${r.src}\0${r.dst}\0${r.proto}\0${r.dport}`;
+    const v = this.violations.get(key);
+    if (v) {
+      v.count++;
+      v.first = Math.min(v.first, r.start);
+      v.last = Math.max(v.last, r.end);
+    } else {
+      const src = formatAddr(parseAddr(r.src)!);
+      const dst = formatAddr(parseAddr(r.dst)!);
+      this.violations.set(key, { bucket, app: from.app, workload: from.workload, rule, verdict: r.verdict!, src, dst, proto: r.proto, port: r.dport, count: 1, first: r.start, last: r.end });
+    }
+  }
+
+  private seal(): void {
+    const p = this.current;
+    if (p.batch.length === 0) return;
+    this.inference.orient(p.batch, p.server);
+    foldPorts(p.batch, p.server, p.port);
+    this.pending.push(p);
+    this.current = this.fresh();
+  }
+
+  private schedule(): void {
+    if (this.pendingRecords >= (this.o.commitRecords ?? 200000)) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
+      void this.commit();
+      return;
+    }
+    if (!this.timer && !this.committing) this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.commit();
+    }, this.o.commitMs ?? 250);
+  }
+
+  /** Stores what waits now; resolves when stored (or failed). */
+  async commit(): Promise<void> {
+    if (this.committing) {
+      await this.committing;
+      if (this.waiters.length > 0) return this.commit();
+      return;
+    }
+    if (this.waiters.length === 0) return;
+    this.seal();
+    const batches = this.pending;
+    const waiters = this.waiters;
+    const violations = this.violations;
+    const records = this.pendingRecords;
+    this.pending = [];
+    this.waiters = [];
+    this.violations = new Map();
+    this.pendingRecords = 0;
+    this.committing = (async () => {
+      try {
+        const run = await this.store.beginIngest('agents');
+        for (const p of batches) run.append(p.batch, p.server, p.port);
+        await run.finish();
+        if (violations.size > 0) {
+          this.db.transaction(() => {
+            for (const v of violations.values()) this.upsert.run(v.bucket, v.app, v.workload, v.rule, v.verdict, v.src, v.dst, v.proto, v.port, v.count, v.first, v.last);
+          })();
+        }
+        this.stored += records;
+        this.commits++;
+        for (const w of waiters) w.resolve();
+        if (violations.size > 0 && this.o.onViolations) this.o.onViolations(summarize(violations));
+      } catch (e) {
+        const err = new ApiError(503, 'store-failed', `the flows could not be stored: ${(e as Error).message}`);
+        for (const w of waiters) w.reject(err);
+      }
+    })();
+    await this.committing;
+    this.committing = undefined;
+    if (this.waiters.length > 0) this.schedule();
+  }
+
+  /** Stores what waits and refuses what comes after. */
+  async close(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.commit();
+    this.closed = true;
+  }
+}
+
+function summarize(vs: Map<string, ViolationKey>): { app: string; rule: string; verdict: string; count: number; workloads: string[] }[] {
+  const out = new Map<string, { app: string; rule: string; verdict: string; count: number; workloads: Set<string> }>();
+  for (const v of vs.values()) {
+    const k = `${v.app}\0${v.rule}\0${v.verdict}`;
+    let s = out.get(k);
+    if (!s) out.set(k, (s = { app: v.app, rule: v.rule, verdict: v.verdict, count: 0, workloads: new Set() }));
+    s.count += v.count;
+    s.workloads.add(v.workload);
+  }
+  return [...out.values()].map((s) => ({ ...s, workloads: [...s.workloads].sort() }));
+}
+
+/** Violations per app, rule and verdict in a time range, the biggest first. */
+export function violationsReport(db: Db, o: { since?: number; until?: number; app?: string; limit?: number }) {
+  const where: string[] = [];
+  const args: unknown[] = [];
+  if (o.since !== undefined) {
+      where.push('bucket >= ?');
+      args.push(Math.floor(o.since / HOUR) * HOUR);
+    }
+  if (o.until !== undefined) {
+      where.push('bucket < ?');
+      args.push(o.until);
+    }
+  if (o.app !== undefined) {
+      where.push('app = ?');
+      args.push(o.app);
+    }
+  const w = where.length ? 'WHERE ' + where.join(' AND ') : '';
+  const rows = db
+    .prepare(
+      `SELECT app, rule, verdict, SUM(count) AS count, COUNT(DISTINCT workload) AS workloads, COUNT(DISTINCT src || '>' || dst) AS pairs, MIN(first_ms) AS first, MAX(last_ms) AS last
+       FROM violations ${w} GROUP BY app, rule, verdict ORDER BY count DESC, app, rule LIMIT ?`,
+    )
+    .all(...args, o.limit ?? 500) as { app: string; rule: string; verdict: string; count: number; workloads: number; pairs: number; first: number; last: number }[];
+  const top = db.prepare(`SELECT src, dst, proto, port, workload, SUM(count) AS count FROM violations ${w ? w + ' AND' : 'WHERE'} app = ? AND rule = ? AND verdict = ? GROUP BY src, dst, proto, port, workload ORDER BY count DESC LIMIT 5`);
+  return rows.map((r) => ({
+    app: r.app,
+    rule: r.rule,
+    verdict: r.verdict,
+    count: r.count,
+    workloads: r.workloads,
+    pairs: r.pairs,
+    first: new Date(r.first).toISOString(),
+    last: new Date(r.last).toISOString(),
+    top: (top.all(...args, r.app, r.rule, r.verdict) as { src: string; dst: string; proto: number; port: number; workload: string; count: number }[]).map((t) => ({ ...t })),
+  }));
+}
+
+/** The alert for a violation summary. */
+export function violationAlert(v: { app: string; rule: string; verdict: string; count: number; workloads: string[] }, at: number): Alert {
+  return {
+    kind: 'violation',
+    severity: v.verdict === 'blocked' ? 4 : 5,
+    at,
+    message: `${v.count} ${v.verdict} flow${v.count === 1 ? '' : 's'} in app ${v.app} by rule ${v.rule} on ${v.workloads.slice(0, 5).join(', ')}${v.workloads.length > 5 ? ` and ${v.workloads.length - 5} more` : ''}`,
+    fields: { app: v.app, rule: v.rule, verdict: v.verdict, count: v.count, workloads: v.workloads.length },
+  };
+}

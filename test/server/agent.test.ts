@@ -1,0 +1,209 @@
+/** The agent protocol: registration, the long-polled ruleset with its ETag, isolation, flows, events, revocation. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { HostCompiler } from '../../src/compile/host.js';
+import { compileNftables } from '../../src/compile/nftables.js';
+import { parsePrefix } from '../../src/netset/ip.js';
+import { compileDoc } from '../../src/server/policy.js';
+import { generateEstate } from '../../src/generate/index.js';
+import { client, smallDoc, testServer, until } from './helpers.js';
+
+async function setup(t: { after: (f: () => Promise<void>) => void }, o = {}) {
+  const s = await testServer(o);
+  t.after(() => s.stop());
+  const admin = client(s.url, s.adminToken);
+  await admin('PUT', '/api/v1/draft', smallDoc());
+  assert.equal((await admin('POST', '/api/v1/versions', { message: 'v1' })).status, 201);
+  const mkAgent = async (workload: string) => {
+    const r = (await admin('POST', '/api/v1/agents', { workload })).body;
+    return { id: r.id as string, call: client(s.url, r.token) };
+  };
+  return { s, admin, mkAgent };
+}
+
+test('policy: the ruleset of its own workload with the control plane failsafe; ETag long poll holds, then 304', async (t) => {
+  const { s, mkAgent } = await setup(t, { advertise: ['127.0.0.1', '10.99.0.5'] });
+  const web = await mkAgent('shop-web-1');
+  const reg = await web.call('POST', '/api/v1/agent/register', { hostname: 'web1', addresses: ['10.1.0.10'], labels: { role: 'web' }, agentVersion: '0.1.0' });
+  assert.equal(reg.status, 200);
+  assert.deepEqual(reg.body, { workload: 'shop-web-1', pollSeconds: 30, inPolicy: true, policyAddresses: ['10.1.0.10/32'] });
+  const p = await web.call('GET', '/api/v1/agent/policy');
+  assert.equal(p.status, 200);
+  assert.equal(p.body.workload, 'shop-web-1');
+  assert.equal(p.body.version, 1);
+  assert.equal(p.body.mode, 'enforce');
+  assert.equal(p.body.format, 'nftables');
+  assert.equal(p.headers.get('etag'), `"${p.body.etag}"`);
+  assert.match(p.body.ruleset, /^# bulkhead ruleset for shop-web-1 \(mode enforce\)\n/);
+  assert.match(p.body.ruleset, /ip saddr \{ 10\.99\.0\.5, 127\.0\.0\.1 \} counter accept comment "failsafe: control plane"/);
+  assert.match(p.body.ruleset, /ip daddr \{ 10\.99\.0\.5, 127\.0\.0\.1 \} counter accept comment "failsafe: control plane"/);
+  // Same ETag: held for `wait`, then 304 with the ETag.
+  const t0 = Date.now();
+  const held = await web.call('GET', '/api/v1/agent/policy?wait=1', undefined, { 'if-none-match': p.headers.get('etag')! });
+  assert.equal(held.status, 304);
+  assert.ok(Date.now() - t0 >= 900, 'held about a second');
+  assert.equal(held.headers.get('etag'), `"${p.body.etag}"`);
+  // A stale ETag: answered at once.
+  const stale = await web.call('GET', '/api/v1/agent/policy?wait=30', undefined, { 'if-none-match': '"old"' });
+  assert.equal(stale.status, 200);
+  assert.equal((await web.call('GET', '/api/v1/agent/policy?wait=61')).status, 400);
+  // A workload in test mode, and one that is unmanaged (nothing programmed).
+  const crm = await mkAgent('crm-db-1');
+  const pc = (await crm.call('GET', '/api/v1/agent/policy')).body;
+  assert.equal(pc.mode, 'test');
+  assert.match(pc.ruleset, /bh test-drop/);
+  const partner = await mkAgent('partner-1');
+  const pp = (await partner.call('GET', '/api/v1/agent/policy')).body;
+  assert.equal(pp.mode, 'idle');
+  assert.match(pp.ruleset, /delete table inet bulkhead/);
+  assert.doesNotMatch(pp.ruleset, /chain/);
+  void s;
+});
+
+test('long poll: wakes on provision (only the agents whose ruleset changed) and on break-glass', async (t) => {
+  const { admin, mkAgent } = await setup(t);
+  const web = await mkAgent('shop-web-1');
+  const crm = await mkAgent('crm-web-1');
+  const e1 = (await web.call('GET', '/api/v1/agent/policy')).body.etag;
+  const c1 = (await crm.call('GET', '/api/v1/agent/policy')).body.etag;
+  // A change to crm's rules only.
+  const doc = smallDoc();
+  (doc.rulesets as { name: string; rules: unknown[] }[])[1].rules.push({ id: 'crm-web-in', from: [{ cidr: '203.0.113.0/24' }], to: ["role == 'web'"], services: ['https'] });
+  await admin('PUT', '/api/v1/draft', doc);
+  const t0 = Date.now();
+  const webPoll = web.call('GET', '/api/v1/agent/policy?wait=2', undefined, { 'if-none-match': `"${e1}"` });
+  const crmPoll = crm.call('GET', '/api/v1/agent/policy?wait=20', undefined, { 'if-none-match': `"${c1}"` });
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal((await admin('POST', '/api/v1/versions', { message: 'crm web in' })).status, 201);
+  const c2 = await crmPoll;
+  assert.equal(c2.status, 200);
+  assert.ok(Date.now() - t0 < 1500, 'crm woke on the provision');
+  assert.notEqual(c2.body.etag, c1);
+  assert.equal(c2.body.version, 2);
+  assert.match(c2.body.ruleset, /crm-web-in/);
+  const w2 = await webPoll;
+  assert.equal(w2.status, 304, 'shop-web-1 is not affected: not woken');
+  // Break-glass wakes the affected agent within the poll.
+  const t1 = Date.now();
+  const webPoll2 = web.call('GET', '/api/v1/agent/policy?wait=20', undefined, { 'if-none-match': `"${e1}"` });
+  await new Promise((r) => setTimeout(r, 100));
+  const bg = await admin('POST', '/api/v1/breakglass', { from: [{ workload: 'jump-1' }], to: [{ workload: 'shop-web-1' }], services: ['3389/tcp'], reason: 'INC-7 rdp for recovery', ttlSeconds: 300 });
+  assert.equal(bg.status, 201);
+  const w3 = await webPoll2;
+  assert.equal(w3.status, 200);
+  assert.ok(Date.now() - t1 < 1500);
+  assert.match(w3.body.ruleset, new RegExp(`tcp dport 3389 counter accept comment "${bg.body.id}"`));
+  // Ending it early wakes it again, back to the old ruleset.
+  const webPoll3 = web.call('GET', '/api/v1/agent/policy?wait=20', undefined, { 'if-none-match': `"${w3.body.etag}"` });
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal((await admin('DELETE', `/api/v1/breakglass/${bg.body.id}`)).status, 200);
+  const w4 = await webPoll3;
+  assert.equal(w4.status, 200);
+  assert.equal(w4.body.etag, e1);
+  const list = (await admin('GET', '/api/v1/breakglass')).body.breakglass;
+  assert.equal(list[0].state, 'ended');
+});
+
+test('break-glass expires by itself: agents are woken, the expiry is audited', async (t) => {
+  const { admin, mkAgent } = await setup(t);
+  const web = await mkAgent('shop-web-1');
+  const e1 = (await web.call('GET', '/api/v1/agent/policy')).body.etag;
+  const bg = (await admin('POST', '/api/v1/breakglass', { from: [{ workload: 'jump-1' }], to: [{ workload: 'shop-web-1' }], services: ['3389/tcp'], reason: 'INC-8 short', ttlSeconds: 1 })).body;
+  const p = (await web.call('GET', '/api/v1/agent/policy', undefined, { 'if-none-match': `"${e1}"` })).body;
+  assert.notEqual(p.etag, e1);
+  const t0 = Date.now();
+  const back = await web.call('GET', '/api/v1/agent/policy?wait=10', undefined, { 'if-none-match': `"${p.etag}"` });
+  assert.equal(back.status, 200);
+  assert.equal(back.body.etag, e1);
+  assert.ok(Date.now() - t0 < 2500);
+  assert.doesNotMatch(back.body.ruleset, /3389/);
+  const list = (await admin('GET', '/api/v1/breakglass')).body.breakglass;
+  assert.equal(list.find((b: { id: string }) => b.id === bg.id).state, 'expired');
+  const audit = (await admin('GET', '/api/v1/audit?action=breakglass.expire')).body.entries;
+  assert.equal(audit.length, 1);
+  assert.equal(audit[0].actor, 'system');
+  assert.equal(audit[0].target, bg.id);
+  assert.equal((await admin('GET', '/api/v1/audit/verify')).body.ok, true);
+  // A break-glass rule with errors is refused.
+  const bad = await admin('POST', '/api/v1/breakglass', { from: [{ workload: 'nobody' }], to: ['all()'], services: ['22/tcp'], reason: 'typo', ttlSeconds: 60 });
+  assert.equal(bad.status, 422);
+  assert.equal(bad.body.error.details[0].code, 'BH301');
+});
+
+test('isolation: an agent fetches only its own policy and posts only its own flows', async (t) => {
+  const { s, admin, mkAgent } = await setup(t);
+  const web = await mkAgent('shop-web-1');
+  const db = await mkAgent('shop-db-1');
+  // There is no way to name another workload: the policy is the token's.
+  const p = (await web.call('GET', '/api/v1/agent/policy?workload=shop-db-1')).body;
+  assert.equal(p.workload, 'shop-web-1');
+  const now = Date.now();
+  const rec = (src: string, dst: string, extra = {}) => ({ start: now, end: now + 10, src, dst, sport: 40000, dport: 443, proto: 6, packets: 3, bytes: 300, ...extra });
+  // Flows that touch its own addresses are taken; one that does not refuses the whole batch.
+  assert.deepEqual((await web.call('POST', '/api/v1/agent/flows', { records: [rec('203.0.113.5', '10.1.0.10', { initiator: 'src' })] })).body, { accepted: 1 });
+  const refused = await web.call('POST', '/api/v1/agent/flows', { records: [rec('203.0.113.5', '10.1.0.10'), rec('10.1.0.20', '10.1.0.30')] });
+  assert.equal(refused.status, 403);
+  assert.equal(refused.body.error.code, 'not-your-flow');
+  // IPv6: the db's second address.
+  assert.equal((await db.call('POST', '/api/v1/agent/flows', { records: [rec('10.1.0.20', '2001:db8::30', { dport: 5432 })] })).status, 200);
+  assert.equal((await web.call('POST', '/api/v1/agent/flows', { records: [rec('not-an-ip', '10.1.0.10')] })).status, 400);
+  assert.equal((await web.call('POST', '/api/v1/agent/flows', { records: [{ ...rec('1.2.3.4', '10.1.0.10'), extra: 1 }] })).status, 400);
+  const flows = (await admin('GET', '/api/v1/flows')).body.flows;
+  assert.equal(flows.length, 2, 'only the accepted records are stored');
+  assert.deepEqual(flows.map((f: { src: string }) => f.src).sort(), ['10.1.0.20', '203.0.113.5']);
+  // Agent tokens cannot use the rest of the API, nor other tokens the agent endpoints.
+  assert.equal((await web.call('GET', '/api/v1/workloads')).status, 403);
+  assert.equal((await admin('GET', '/api/v1/agent/policy')).status, 403);
+  // Events and heartbeats show in the agent list.
+  const etag = p.etag;
+  assert.equal((await web.call('POST', '/api/v1/agent/events', { events: [{ kind: 'applied', at: Date.now(), version: 1, etag }] })).status, 200);
+  assert.equal((await web.call('POST', '/api/v1/agent/heartbeat', { version: 1, etag: `"${etag}"`, stats: { rules: 12 } })).status, 200);
+  const agents = (await admin('GET', '/api/v1/agents')).body.agents;
+  const a = agents.find((x: { id: string }) => x.id === web.id);
+  assert.equal(a.state, 'enforcing');
+  assert.equal(a.appliedVersion, 1);
+  assert.equal(a.current, true);
+  assert.deepEqual(a.stats, { rules: 12 });
+  // Revoking: the token stops at once, and a waiting poll is closed.
+  const poll = web.call('GET', '/api/v1/agent/policy?wait=20', undefined, { 'if-none-match': `"${etag}"` }).catch((e: Error) => e);
+  await until(() => s.control.agents.waiters > 0, 2000, 'the poll to wait');
+  assert.equal((await admin('DELETE', `/api/v1/agents/${web.id}`)).status, 200);
+  const closed = await poll;
+  assert.ok(closed instanceof Error, 'the held request was closed');
+  assert.equal((await web.call('GET', '/api/v1/agent/policy')).status, 401);
+  assert.equal((await admin('GET', '/api/v1/agents')).body.agents.find((x: { id: string }) => x.id === web.id).state, 'revoked');
+});
+
+test('rulesets: each agent gets exactly what compileNftables makes of its host view (endpoint sharing and the signature cache are exact)', async () => {
+  const doc = generateEstate({ seed: 3, workloads: 300, rules: 60 }) as unknown as Record<string, unknown>;
+  const s = await (await import('./helpers.js')).testServer({ advertise: ['10.99.0.5'] });
+  try {
+    const admin = client(s.url, s.adminToken);
+    assert.equal((await admin('PUT', '/api/v1/draft', doc)).status, 200);
+    const v = await admin('POST', '/api/v1/versions', { message: 'estate' });
+    assert.equal(v.status, 201, v.text);
+    const c = compileDoc(doc, { now: Date.now() });
+    const hc = new HostCompiler(c.ir);
+    const failsafe = { controlPlane: [(parsePrefix('10.99.0.5') as { prefix: import('../../src/netset/ip.js').Prefix }).prefix], managementPrefixes: [], managementPorts: [{ proto: 6, port: 22 }] };
+    const gen = s.control.generation();
+    let checked = 0;
+    const etags = new Set<string>();
+    for (let i = 0; i < c.ir.workloads.length; i++) {
+      const name = c.ir.workloads[i].name;
+      const host = hc.host(i);
+      const want = host ? compileNftables(host, { failsafe }).text : undefined;
+      const e = gen.entry(name);
+      const t = s.control.agents.texts.get(e);
+      const body = JSON.parse(Buffer.concat((await import('../../src/server/rulesets.js')).policyBody(gen, e, t)).toString());
+      if (want !== undefined && host!.mode !== 'idle') assert.equal(body.ruleset, want, name);
+      else assert.equal(body.mode, 'idle');
+      etags.add(body.etag);
+      checked++;
+    }
+    assert.equal(checked, 300);
+    assert.equal(etags.size, 300, 'one ETag per workload');
+    assert.ok(s.control.agents.texts.compiles < 300, `texts are shared: ${s.control.agents.texts.compiles} compiles for 300 workloads`);
+  } finally {
+    await s.stop();
+  }
+});
