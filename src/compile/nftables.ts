@@ -53,6 +53,13 @@ export const DISPATCH_MIN = 12;
 export interface NftArtifact {
   readonly workload: string;
   readonly text: string;
+  /**
+   * The text in pieces, in order. The long pieces (a set's elements) are the
+   * same string objects for every host using that peer group, so a server
+   * can keep one encoded copy of each (a `Map` keyed by the string hashes it
+   * once) and send a host's ruleset as a list of shared buffers.
+   */
+  readonly chunks: readonly string[];
   readonly rules: number;
   readonly setElements: number;
   readonly diagnostics: readonly Diagnostic[];
@@ -203,7 +210,8 @@ export function compileNftables(host: HostPolicy, options: NftOptions = {}): Nft
   lines.push(`# bulkhead ruleset for ${host.workload} (mode ${host.mode})`, `table inet ${table} {}`, `delete table inet ${table}`);
   if (host.mode === 'idle') {
     lines.push('# idle: nothing is programmed');
-    return { workload: host.workload, text: lines.join('\n') + '\n', rules: 0, setElements: 0, diagnostics };
+    const text = lines.join('\n') + '\n';
+    return { workload: host.workload, text, chunks: [text], rules: 0, setElements: 0, diagnostics };
   }
 
   // One named set per distinct content and family: a hash set of single addresses and an interval set of prefixes.
@@ -332,15 +340,15 @@ export function compileNftables(host: HostPolicy, options: NftOptions = {}): Nft
   body.push(...chain('output', ['type filter hook output priority filter; policy accept;', 'ct state established,related accept', 'oif "lo" accept', nd, ...failsafe('output'), 'jump egress']));
   for (const [name, lines] of [...ingress, ...egress]) body.push(...chain(name, lines));
   lines.push(`table inet ${table} {`);
-  // Concatenated, not joined: the element lists (megabytes on a big host) are cached flat strings, and `+`
-  // makes a rope that points at them, so compiling a host copies none of them; the bytes are laid out once,
-  // when the text is written to nft or a file.
-  let text = lines.join('\n') + '\n';
+  // Pieces, concatenated, not joined: the element lists (megabytes on a big host) are cached flat strings
+  // shared by every host with the same peer group, and `+` makes a rope that points at them, so compiling a
+  // host copies none of them; the bytes are laid out once, when the text is written to nft or a file.
+  const chunks: string[] = [lines.join('\n') + '\n'];
   for (const s of sets) {
-    text += `  set ${s.name} {\n    type ${s.f === 4 ? 'ipv4_addr' : 'ipv6_addr'}\n${s.interval ? '    flags interval\n' : ''}    elements = { `;
-    text += contentKey(s.elements);
-    text += ' }\n  }\n';
+    chunks.push(`  set ${s.name} {\n    type ${s.f === 4 ? 'ipv4_addr' : 'ipv6_addr'}\n${s.interval ? '    flags interval\n' : ''}    elements = { `, contentKey(s.elements), ' }\n  }\n');
   }
-  text += body.join('\n') + '\n}\n';
-  return { workload: host.workload, text, rules: ruleCount, setElements: elementCount, diagnostics };
+  chunks.push(body.join('\n') + '\n}\n');
+  let text = '';
+  for (const c of chunks) text += c;
+  return { workload: host.workload, text, chunks, rules: ruleCount, setElements: elementCount, diagnostics };
 }

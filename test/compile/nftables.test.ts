@@ -182,3 +182,14 @@ test('port dispatch: a verdict map into per-port chains, each ending in the defa
   });
   assert.ok(dispatched > 50, `${dispatched} hosts dispatched`);
 });
+
+test('the pieces of a ruleset make its text, and hosts with the same peer group share the long piece', () => {
+  const c = sampleEstate();
+  const hc = new HostCompiler(c.ir);
+  const arts = c.ir.workloads.map((_, i) => hc.host(i)).filter((h) => h !== undefined).map((h) => compileNftables(h!));
+  for (const a of arts) assert.equal(a.chunks.join(''), a.text);
+  // Some element list longer than a few addresses is the very same string in two hosts' pieces.
+  const seen = new Map<string, number>();
+  for (const a of arts) for (const ch of new Set(a.chunks.filter((x) => x.length > 64 && !x.includes('\n')))) seen.set(ch, (seen.get(ch) ?? 0) + 1);
+  assert.ok([...seen.values()].some((n) => n > 1), 'a shared element list');
+});
