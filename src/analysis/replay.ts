@@ -33,23 +33,10 @@ import type { Ir } from '../policy/ir.js';
 import { Evaluator } from '../engine/evaluate.js';
 import type { DecidingSide } from '../engine/combine.js';
 import { ipGroup, labelGrouping } from './matrix.js';
+import type { FlowEdge } from '../model/types.js';
 
 /** One stored edge as the flow store returns it (`FlowStore.edges`): the client's port folded away, summed over buckets. */
-export interface ReplayInputEdge {
-  readonly client: Addr;
-  readonly server: Addr;
-  readonly proto: number;
-  /** The server's port (ICMP: `type * 256 + code`; 65535 when the source logs no ICMP type). */
-  readonly port: number;
-  readonly flows: number;
-  readonly packets: number;
-  readonly bytes: number;
-  /** Flows the reporting device recorded as rejected. */
-  readonly rejected: number;
-  /** First start and last end, epoch ms. */
-  readonly first: number;
-  readonly last: number;
-}
+export type ReplayInputEdge = FlowEdge;
 
 /** What an address is, as the flow layer's `Attributor.end` tells it. */
 export interface AttributedEnd {

@@ -14,23 +14,9 @@ import { Evaluator } from '../engine/evaluate.js';
 import { VERDICTS, type Verdict } from '../engine/combine.js';
 import { Attributor } from './attribute.js';
 
-/** One aggregated edge, as the flow store keeps it: the client's port folded away. */
-export interface Edge {
-  readonly client: Addr;
-  readonly server: Addr;
-  readonly proto: number;
-  /** The server's port (ICMP: `type * 256 + code`). */
-  readonly port: number;
-  /** Flow records counted, and their packets and bytes. */
-  readonly flows: number;
-  readonly packets: number;
-  readonly bytes: number;
-  /** Records a device reported as rejected. */
-  readonly rejected: number;
-  /** First start and last end, epoch milliseconds. */
-  readonly first: number;
-  readonly last: number;
-}
+/** One aggregated edge, as the flow store keeps it (defined in the model, beside the other shared shapes). */
+export type { FlowEdge as Edge } from '../model/types.js';
+import type { FlowEdge as Edge } from '../model/types.js';
 
 /** How to build the map. */
 export interface MapOptions {

@@ -4,7 +4,7 @@
  * resolved to workloads; that is the IR's job (src/engine/ir.ts).
  */
 import type { ConnSet } from '../netset/connset.js';
-import type { IpSet, Prefix } from '../netset/ip.js';
+import type { Addr, IpSet, Prefix } from '../netset/ip.js';
 import type { Loc } from './diagnostic.js';
 import type { Labels, Selector } from './selector.js';
 
@@ -113,4 +113,26 @@ export interface Policy {
   /** Every active rule: overrides in order first, then deny and allow rules. Expired overrides are left out. */
   readonly rules: readonly Rule[];
   readonly modes: readonly ModeRule[];
+}
+
+/**
+ * One aggregated flow edge, as the flow store keeps it: a client talking to a
+ * server's port, the client's port folded away, summed over time buckets.
+ * The flow layer builds it; analyses (the map, replay, recommendation) read it.
+ */
+export interface FlowEdge {
+  readonly client: Addr;
+  readonly server: Addr;
+  readonly proto: number;
+  /** The server's port (ICMP: `type * 256 + code`; 65535 when the source logs no ICMP type). */
+  readonly port: number;
+  /** Flow records counted, and their packets and bytes. */
+  readonly flows: number;
+  readonly packets: number;
+  readonly bytes: number;
+  /** Records the reporting device recorded as rejected. */
+  readonly rejected: number;
+  /** First start and last end, epoch milliseconds. */
+  readonly first: number;
+  readonly last: number;
 }
