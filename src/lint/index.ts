@@ -11,6 +11,7 @@
  */
 import { hasPorts, protocolName } from '../netset/connset.js';
 import { IpSet } from '../netset/ip.js';
+import { BitsBuilder } from '../netset/bits.js';
 import { q, type Loc, type Severity } from '../model/diagnostic.js';
 import type { SelectorNode } from '../model/selector.js';
 import type { Peer, Rule } from '../model/types.js';
@@ -173,11 +174,22 @@ function sideCovers(outer: PeerSet, inner: PeerSet): boolean {
   return inner.classes.isSubset(outer.classes) && inner.ips.isSubset(outer.ips);
 }
 
+const FIRSTS = new WeakMap<IrRule, readonly [number, number]>();
+
+/** The lowest class of a rule's `to` and `from` (-1 when none), memoized: a one-bit test before a subset test. */
+function firstClasses(r: IrRule): readonly [number, number] {
+  let f = FIRSTS.get(r);
+  if (!f) FIRSTS.set(r, (f = [r.to.classes.isEmpty() ? -1 : r.to.classes.first(), r.from.classes.isEmpty() ? -1 : r.from.classes.first()]));
+  return f;
+}
+
 /** Whether `o` matches every (source, destination, connection) that `r` matches, on every host. */
 function covers(o: IrRule, r: IrRule): boolean {
   // A service limited to a program or user matches less than its connections on hosts.
   if (limited(o)) return false;
-  // Connections first: a few intervals against thousands of class bits.
+  // Connections first: a few intervals against thousands of class bits; then one class bit each side.
+  const [rt, rf] = firstClasses(r);
+  if ((rt >= 0 && !o.to.classes.has(rt)) || (rf >= 0 && !o.from.classes.has(rf))) return false;
   return r.conns.isSubset(o.conns) && sideCovers(o.to, r.to) && sideCovers(o.from, r.from);
 }
 
@@ -266,13 +278,42 @@ const ids = (rules: readonly IrRule[]) => {
   return rules.length > 5 ? `${shown.join(', ')} and ${rules.length - 5} more` : shown.join(', ');
 };
 
+/**
+ * The rules of `rules` whose connections include `r`'s, in rule order: rules
+ * are bucketed by connection set (a policy has far fewer distinct ones than
+ * rules), so a cover check tests a few buckets instead of every rule.
+ */
+const wider = (() => {
+  const memo = new WeakMap<readonly IrRule[], { buckets: { conns: IrRule['conns']; rules: IrRule[] }[]; hit: Map<string, IrRule[]> }>();
+  return (rules: readonly IrRule[], r: IrRule): IrRule[] => {
+    let m = memo.get(rules);
+    if (!m) {
+      const byKey = new Map<string, { conns: IrRule['conns']; rules: IrRule[] }>();
+      for (const o of rules) {
+        const k = o.conns.toString();
+        let b = byKey.get(k);
+        if (!b) byKey.set(k, (b = { conns: o.conns, rules: [] }));
+        b.rules.push(o);
+      }
+      memo.set(rules, (m = { buckets: [...byKey.values()], hit: new Map() }));
+    }
+    const k = r.conns.toString();
+    let out = m.hit.get(k);
+    if (!out) {
+      out = m.buckets.filter((b) => r.conns.isSubset(b.conns)).flatMap((b) => b.rules).sort((a, b) => a.index - b.index);
+      m.hit.set(k, out);
+    }
+    return out;
+  };
+})();
+
 function covered(ir: Ir, out: Finding[]): void {
   const allows = ir.rules.filter((r) => r.rule.tier === 'allow' && !isEmptySide(r.from) && !isEmptySide(r.to) && !r.conns.isEmpty());
   const denies = ir.rules.filter((r) => r.rule.tier === 'deny');
   const reported = new Set<IrRule>();
   const rest: IrRule[] = [];
   for (const r of allows) {
-    const deny = denies.find((d) => covers(d, r));
+    const deny = wider(denies, r).find((d) => covers(d, r));
     const together = deny ? undefined : unionCover(r, denies);
     if (deny || together) {
       out.push({
@@ -289,7 +330,7 @@ function covered(ir: Ir, out: Finding[]): void {
       continue;
     }
     // Of two rules that cover each other (equal), only the later one is reported.
-    const other = allows.find((o) => o !== r && covers(o, r) && (o.index < r.index || !covers(r, o)));
+    const other = wider(allows, r).find((o) => o !== r && covers(o, r) && (o.index < r.index || !covers(r, o)));
     if (other) {
       out.push({
         code: 'BH1103',
@@ -343,11 +384,18 @@ function unlabeled(ir: Ir, out: Finding[]): void {
 
 function cutOff(ir: Ir, out: Finding[]): void {
   const allows = ir.rules.filter((r) => r.rule.action === 'allow' && !r.conns.isEmpty());
+  // Every class and address any allow rule names, on either side, computed once.
+  const named = new BitsBuilder(ir.classes.length);
+  let ips = IpSet.EMPTY;
+  for (const r of allows) {
+    named.or(r.from.classes).or(r.to.classes);
+    ips = ips.union(r.from.ips).union(r.to.ips);
+  }
   for (const c of ir.classes) {
     if (!c.managed || c.mode !== 'enforce') continue;
+    if (named.has(c.id)) continue;
     const addrs = IpSet.fromPrefixes(c.members.flatMap((m) => ir.workloads[m].addresses));
-    const inSide = (s: PeerSet) => s.classes.has(c.id) || s.ips.overlaps(addrs);
-    if (allows.some((r) => inSide(r.from) || inSide(r.to))) continue;
+    if (ips.overlaps(addrs)) continue;
     for (const m of c.members) {
       const w = ir.workloads[m];
       const app = w.labels.app;
