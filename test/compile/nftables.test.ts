@@ -16,7 +16,7 @@ import { listTable as rawList, nftApply, nftCheck, nftDiff, normalizeListing, ru
 const listTable = (t: NftTarget) => normalizeListing(rawList(t) ?? '');
 import { checkGolden } from '../helpers/golden.js';
 import { kernelSkip, sampleEstate } from '../helpers/estate.js';
-import { policyFromYaml } from '../helpers/policy.js';
+import { policyFromDoc, policyFromYaml } from '../helpers/policy.js';
 
 const FAILSAFE = { managementPrefixes: [{ addr: 0x0a630000, len: 16 }], managementPorts: [{ proto: 6, port: 22 }], controlPlane: [{ addr: 0x0a630005, len: 32 }] };
 const skip = kernelSkip();
@@ -192,4 +192,23 @@ test('the pieces of a ruleset make its text, and hosts with the same peer group 
   const seen = new Map<string, number>();
   for (const a of arts) for (const ch of new Set(a.chunks.filter((x) => x.length > 64 && !x.includes('\n')))) seen.set(ch, (seen.get(ch) ?? 0) + 1);
   assert.ok([...seen.values()].some((n) => n > 1), 'a shared element list');
+});
+
+test('big hash sets carry a size hint that nft accepts', { skip }, async () => {
+  const { generateEstate } = await import('../../src/generate/index.js');
+  const c = policyFromDoc(generateEstate({ seed: 5, workloads: 6000, rules: 600 }));
+  const hc = new HostCompiler(c.ir);
+  let checked = 0;
+  for (let i = 0; i < c.ir.workloads.length && checked < 2; i++) {
+    const h = hc.host(i);
+    if (!h) continue;
+    const text = compileNftables(h).text;
+    const m = /    size (\d+)\n    elements = \{ ([^}]*) \}/.exec(text);
+    if (!m) continue;
+    assert.equal(Number(m[1]), m[2].split(', ').length, 'the hint is the element count');
+    const r = nftCheck(text);
+    assert.ok(r.ok, r.ok ? '' : r.error);
+    checked++;
+  }
+  assert.equal(checked, 2, 'hosts with a big hash set');
 });
