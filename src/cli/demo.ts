@@ -139,7 +139,8 @@ export async function runDemo(opts: { estate?: string; flows?: string; out: stri
       const code = await main(['node', 'bulkhead', 'test', estate, '--store', store, '--output', 'markdown', '--limit', '10'], { out: (t) => out.push(t), err: (t) => err.push(t), color: false });
       writeFileSync(join(opts.out, 'replay.md'), out.join('\n') + '\n');
       const line = err.find((l) => /legitimate flows|would be blocked|PASS|FAIL/i.test(l)) ?? err[0] ?? '';
-      io.out(`    the week of flows replayed against the policy (bulkhead test, exit ${code}): ${line.trim()}`);
+      const said = line.trim().replace(/^(FAIL|PASS)[^:]*:\s*/, '');
+      io.out(`    the week of flows replayed against the policy (bulkhead test, exit ${code}; the anomalies injected in step 2 are among what it would block): ${said}`);
       io.out(`    report: ${join(opts.out, 'replay.md')}`);
     }
   }
