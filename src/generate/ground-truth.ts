@@ -124,7 +124,8 @@ export function generateGroundTruth(options: GroundTruthOptions): GroundTruth {
   type End = { groups: string[] } | { iplist: 'internet' | 'corp-vpn' };
   const gtRules: { id: string; from: End; to: End; proto: number; port: number }[] = [];
   const allGroups = [...groups.keys()];
-  const groupsWhere = (f: (role: string, app: string, env: string) => boolean) => allGroups.filter((g) => f(...(g.split('/') as [string, string, string])));
+  const parsed = allGroups.map((g) => [g, ...g.split('/')] as [string, string, string, string]);
+  const groupsWhere = (f: (role: string, app: string, env: string) => boolean) => parsed.filter(([, r, a, e]) => f(r, a, e)).map(([g]) => g);
   const rule = (rs: RulesetDoc, r: RuleDoc, from: End, to: End, conns: [number, number][]) => {
     rs.rules.push(r);
     for (const [proto, port] of conns) gtRules.push({ id: r.id!, from, to, proto, port });

@@ -359,11 +359,19 @@ export function recommend(edges: Iterable<Edge>, ir: Ir, options: RecommendOptio
   const scoped = new Map<string, RecommendedRule[]>();
   const global: RecommendedRule[] = [];
   const services = serviceNames(ir);
+  // The groups a rule's selectors choose among (a scope's, or all), with a label index; built once per scope.
+  const pools = new Map<string, Pool>();
+  const poolOf = (scope: string | undefined): Pool => {
+    const k = scope ?? '\u0002global';
+    let p = pools.get(k);
+    if (!p) pools.set(k, (p = new Pool(groups.map((_, i) => i).filter((i) => scope === undefined || groups[i].scopeKey === scope), groups)));
+    return p;
+  };
   for (const r of [...byEnds.values()].sort(ruleOrder)) {
     const ends = [...r.from, ...r.to];
     const scopes = new Set(ends.map((e) => (e >= 0 ? groups[e].scopeKey : undefined)));
     const scope = scopes.size === 1 ? [...scopes][0] : undefined;
-    const universe = scope !== undefined ? groups.map((g, i) => i).filter((i) => groups[i].scopeKey === scope) : groups.map((_, i) => i);
+    const universe = poolOf(scope);
     const keys = scope !== undefined ? by.filter((k) => !scopeKeys.includes(k)) : by;
     const side = (mine: EndId[], other: EndId[]): PeerOut[] => {
       const gs = mine.filter((e) => e >= 0);
@@ -560,15 +568,43 @@ function evidenceOf(r: { from: EndId[]; to: EndId[]; conns: string[] }, observed
  * `universe` (plus, optionally, groups in `free`), merged into `key in {…}`
  * where they differ in one key. Groups of one unlabeled workload are named.
  */
-function selectorsFor(members: readonly number[], universe: readonly number[], free: ReadonlySet<number>, groups: readonly Group[], keys: readonly string[]): PeerOut[] {
+/** The labelled groups a selector chooses among, indexed by label value. */
+class Pool {
+  readonly ids: readonly number[];
+  private readonly index = new Map<string, Map<string, number[]>>();
+
+  constructor(universe: readonly number[], groups: readonly Group[]) {
+    this.ids = universe.filter((u) => groups[u].workload === undefined);
+    for (const u of this.ids) {
+      for (const [k, v] of Object.entries(groups[u].labels)) {
+        let byValue = this.index.get(k);
+        if (!byValue) this.index.set(k, (byValue = new Map()));
+        let l = byValue.get(v);
+        if (!l) byValue.set(v, (l = []));
+        l.push(u);
+      }
+    }
+  }
+
+  /** The groups with every label of the conjunction (all of them for the empty one). */
+  matches(conj: Readonly<Record<string, string>>): readonly number[] {
+    const lists = Object.entries(conj).map(([k, v]) => this.index.get(k)?.get(v) ?? []);
+    if (lists.length === 0) return this.ids;
+    lists.sort((a, b) => a.length - b.length);
+    if (lists.length === 1) return lists[0];
+    const rest = lists.slice(1).map((l) => new Set(l));
+    return lists[0].filter((u) => rest.every((r) => r.has(u)));
+  }
+}
+
+function selectorsFor(members: readonly number[], pool: Pool, free: ReadonlySet<number>, groups: readonly Group[], keys: readonly string[]): PeerOut[] {
   if (members.length === 0) return [];
   const inSet = new Set(members);
   const out: PeerOut[] = [];
   const labelled = members.filter((m) => groups[m].workload === undefined);
   for (const m of members) if (groups[m].workload !== undefined) out.push({ workload: groups[m].workload! });
-  const pool = universe.filter((u) => groups[u].workload === undefined);
   // Candidates: every sub-conjunction of every member's labels on `keys`.
-  const candidates = new Map<string, { conj: Record<string, string>; matches: number[]; free: number }>();
+  const candidates = new Map<string, { conj: Record<string, string>; matches: readonly number[]; free: number }>();
   for (const m of labelled) {
     const own = keys.filter((k) => groups[m].labels[k] !== undefined);
     for (let mask = 0; mask < 1 << own.length; mask++) {
@@ -578,7 +614,7 @@ function selectorsFor(members: readonly number[], universe: readonly number[], f
       });
       const ck = JSON.stringify(conj);
       if (candidates.has(ck)) continue;
-      const matches = pool.filter((u) => Object.entries(conj).every(([k, v]) => groups[u].labels[k] === v));
+      const matches = pool.matches(conj);
       // Valid: matches nothing outside the members (but free groups); a pool-wide match is fine only when it covers all of it.
       if (matches.every((u) => inSet.has(u) || free.has(u))) candidates.set(ck, { conj, matches, free: matches.filter((u) => !inSet.has(u)).length });
     }
