@@ -367,7 +367,8 @@ export function recommend(edges: Iterable<Edge>, ir: Ir, options: RecommendOptio
     if (!p) pools.set(k, (p = new Pool(groups.map((_, i) => i).filter((i) => scope === undefined || groups[i].scopeKey === scope), groups)));
     return p;
   };
-  for (const r of [...byEnds.values()].sort(ruleOrder)) {
+  const ordered = [...byEnds.values()].map((r) => ({ r, key: `${r.to.join(',')}|${r.from.join(',')}` })).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  for (const { r } of ordered) {
     const ends = [...r.from, ...r.to];
     const scopes = new Set(ends.map((e) => (e >= 0 ? groups[e].scopeKey : undefined)));
     const scope = scopes.size === 1 ? [...scopes][0] : undefined;
@@ -533,12 +534,6 @@ function pushTop(top: { flows: number; text: string }[], x: { flows: number; tex
   else if (x.flows > top[top.length - 1].flows) top[top.length - 1] = x;
   else return;
   top.sort((a, b) => b.flows - a.flows);
-}
-
-function ruleOrder(a: { from: EndId[]; to: EndId[]; conns: string[] }, b: { from: EndId[]; to: EndId[]; conns: string[] }): number {
-  const x = `${a.to.join(',')}|${a.from.join(',')}`;
-  const y = `${b.to.join(',')}|${b.from.join(',')}`;
-  return x < y ? -1 : x > y ? 1 : 0;
 }
 
 function evidenceOf(r: { from: EndId[]; to: EndId[]; conns: string[] }, observed: Map<string, Observed>, keep: number): Evidence {
