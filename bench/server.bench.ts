@@ -9,13 +9,20 @@
  * 2. hold 10,000 long polls; provision a change to one app's rules and
  *    measure, per affected agent, the time until it holds the new ETag
  *    (p50, p99; target p99 ≤ 2 s); then the same for a break-glass override
- *    on a whole environment;
- * 3. flow ingest: agents post batches for a fixed time; records/s acknowledged
- *    (target ≥ 200k/s), then the store's count must equal what was acknowledged;
- * 4. the server's peak RSS (target ≤ 1 GB).
+ *    on a whole environment. Every affected agent (the server's count,
+ *    asked once the new ETags stop coming, as counting costs the server an
+ *    ETag per workload) must get one; when the server wrote those answers is
+ *    shown too, to tell its share of the latency from the agents';
+ * 3. flow ingest: agents post batches (as columns, as the agent sends them to
+ *    this server; `--flow-form records` for the other form) for a fixed
+ *    time; records/s acknowledged (target ≥ 200k/s), then the store's count
+ *    must equal what was acknowledged;
+ * 4. the server's peak RSS (target ≤ 1 GB), with what V8 held at the
+ *    largest sample.
  *
  * Options: --workloads N (10000), --agents N (= workloads), --rules N (1000),
- * --ingest-seconds S (10), --ingest-clients N (32), --batch N (5000).
+ * --ingest-seconds S (10), --ingest-clients N (32), --batch N (5000),
+ * --flow-form columns|records (columns: what agents send when the server takes it).
  * Bounded: every wait has a deadline; the child is killed at the end.
  * File descriptors: each process holds one socket per agent; `ulimit -n`
  * must exceed the agent count (Node cannot raise it; see docs/SERVER.md).
@@ -25,6 +32,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { flowColumns, type AgentFlow } from '../src/agent/client.js';
 import { generateEstate } from '../src/generate/index.js';
 
 const arg = (name: string, def: number) => {
@@ -45,24 +53,43 @@ async function child(): Promise<void> {
     const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(st)?.[1] ?? 0) * 1024;
     return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
   };
+  // The largest RSS seen, with what V8 and Node held at that moment (sampled every 100 ms).
+  let top = { rss: 0, heapUsed: 0, heapTotal: 0, external: 0, arrayBuffers: 0 };
+  const sampler = setInterval(() => {
+    const m = process.memoryUsage();
+    if (m.rss > top.rss) top = { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
+  }, 100);
+  sampler.unref();
   let snapshot = new Map<string, string>();
+  // When the server wrote each answer since the snapshot (epoch ms), to tell its share of the latency from the agents'.
+  const answered = new Map<string, number>();
+  s.control.agents.onAnswer = (w) => {
+    if (!answered.has(w)) answered.set(w, performance.timeOrigin + performance.now());
+  };
   process.on('message', async (m: { op: string; workloads?: string[] }) => {
     const cp = s.control;
     if (m.op === 'waiters') process.send!({ op: 'waiters', n: cp.agents.waiters });
     else if (m.op === 'snapshot') {
       const gen = cp.generation();
       snapshot = new Map(m.workloads!.map((w) => [w, gen.entry(w).etag]));
+      answered.clear();
       process.send!({ op: 'snapshot' });
     } else if (m.op === 'affected') {
       const gen = cp.generation();
       let n = 0;
-      for (const [w, e] of snapshot) if (gen.entry(w).etag !== e) n++;
-      process.send!({ op: 'affected', n, texts: cp.agents.texts.size, compiles: cp.agents.texts.compiles });
+      const at: number[] = [];
+      for (const [w, e] of snapshot) {
+        if (gen.entry(w).etag === e) continue;
+        n++;
+        const t = answered.get(w);
+        if (t !== undefined) at.push(t);
+      }
+      process.send!({ op: 'affected', n, answeredAt: at, texts: cp.agents.texts.size, compiles: cp.agents.texts.compiles });
     } else if (m.op === 'stored') {
       await cp.ingest.commit();
       const st = await cp.store.stats();
-      process.send!({ op: 'stored', acked: cp.ingest.stored, flows: st.flows });
-    } else if (m.op === 'mem') process.send!({ op: 'mem', ...peak() });
+      process.send!({ op: 'stored', acked: cp.ingest.stored, flows: st.flows, commits: cp.ingest.commits, commitMs: cp.ingest.commitTime });
+    } else if (m.op === 'mem') process.send!({ op: 'mem', ...peak(), top });
     else if (m.op === 'stop') {
       await s.close();
       process.send!({ op: 'stop' }, () => process.exit(0));
@@ -92,6 +119,9 @@ interface Resp {
   body: string;
 }
 
+/** Response body bytes received, all calls. */
+let received = 0;
+
 const http = new Agent({ keepAlive: true, maxSockets: 20000, maxFreeSockets: 20000 });
 
 function call(url: string, token: string, method: string, path: string, o: { body?: string; headers?: Record<string, string>; keepBody?: boolean; onHead?: (status: number, etag?: string) => void; timeoutMs?: number } = {}): Promise<Resp> {
@@ -101,6 +131,7 @@ function call(url: string, token: string, method: string, path: string, o: { bod
       o.onHead?.(res.statusCode!, etag);
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => {
+        received += c.length;
         if (o.keepBody) chunks.push(c);
       });
       res.on('end', () => resolve({ status: res.statusCode!, etag, body: o.keepBody ? Buffer.concat(chunks).toString() : '' }));
@@ -130,6 +161,9 @@ async function main(): Promise<void> {
   const ingestSeconds = arg('ingest-seconds', 10);
   const ingestClients = arg('ingest-clients', 32);
   const batch = arg('batch', 5000);
+  const formIdx = process.argv.indexOf('--flow-form');
+  const flowForm = formIdx >= 0 ? process.argv[formIdx + 1] : 'columns';
+  if (flowForm !== 'columns' && flowForm !== 'records') throw new Error('--flow-form is columns or records');
   const dir = mkdtempSync(join(tmpdir(), 'bulkhead-bench-server-'));
   const child = fork(new URL(import.meta.url).pathname, ['--child', dir], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const deadline = setTimeout(() => {
@@ -195,11 +229,23 @@ async function main(): Promise<void> {
       while ((await ask<{ n: number }>(child, 'waiters')).n < agents.length && performance.now() - tw < 60000) await new Promise((res) => setTimeout(res, 200));
       const waiting = (await ask<{ n: number }>(child, 'waiters')).n;
       const m = { start: performance.now(), got: new Map<number, number>() };
+      const startEpoch = performance.timeOrigin + m.start;
+      const bytes0 = received;
       current = m;
       await change();
       const changeMs = performance.now() - m.start;
-      const { n: affected, texts, compiles } = await ask<{ n: number; texts: { entries: number; bytes: number }; compiles: number }>(child, 'affected');
+      // The server counts the affected agents by computing every workload's ETag (about a second of its one thread for
+      // 10,000 workloads), so it is asked once the new ETags have stopped coming (none for 2 s; 5 s before the first),
+      // not while it is answering the agents; then every affected agent must have got one.
       const td = performance.now();
+      let seen = m.got.size;
+      let seenAt = performance.now();
+      while (performance.now() - seenAt < (seen > 0 ? 2000 : 5000) && performance.now() - td < 30000) {
+        await new Promise((res) => setTimeout(res, 50));
+        if (m.got.size !== seen) [seen, seenAt] = [m.got.size, performance.now()];
+      }
+      const { n: affected, answeredAt, texts, compiles } = await ask<{ n: number; answeredAt: number[]; texts: { entries: number; bytes: number; shared: number; sharedBytes: number }; compiles: number }>(child, 'affected');
+      const written = answeredAt.map((t) => t - startEpoch);
       while (m.got.size < affected && performance.now() - td < 30000) await new Promise((res) => setTimeout(res, 50));
       await new Promise((res) => setTimeout(res, 300));
       current = undefined;
@@ -207,7 +253,8 @@ async function main(): Promise<void> {
       console.log(
         `${what}: ${waiting} polls waiting; the change took ${changeMs.toFixed(0)} ms to answer; ${affected} agents affected, ${m.got.size} got the new ETag: ` +
           `p50 ${pct(lat, 0.5).toFixed(0)} ms, p99 ${pct(lat, 0.99).toFixed(0)} ms, max ${Math.max(...lat).toFixed(0)} ms (target p99 ≤ 2000 ms: ${pct(lat, 0.99) <= 2000 ? 'met' : 'NOT met'}, ratio ${(pct(lat, 0.99) / 2000).toFixed(2)}); ` +
-          `ruleset cache ${texts.entries} texts, ${(texts.bytes / 1048576).toFixed(0)} MiB, ${compiles} compiles so far`,
+          `the server wrote those answers at p50 ${pct(written, 0.5).toFixed(0)} ms, p99 ${pct(written, 0.99).toFixed(0)} ms; ` +
+          `${((received - bytes0) / 1048576).toFixed(0)} MiB of rulesets received; ruleset cache ${texts.entries} texts, ${(texts.bytes / 1048576).toFixed(0)} MiB (${texts.shared} shared pieces, ${(texts.sharedBytes / 1048576).toFixed(0)} MiB), ${compiles} compiles so far`,
       );
     };
     const app = doc.rulesets.find((rs) => /app ==/.test(rs.scope) && rs.rules.length > 0)!;
@@ -229,13 +276,15 @@ async function main(): Promise<void> {
     const now = Date.now();
     const bodies = senders.map((a, k) => {
       const own = a.w.addresses.find((x) => !x.includes(':') && !x.includes('/'))!;
-      const recs = [];
+      const recs: AgentFlow[] = [];
       for (let i = 0; i < batch; i++) {
         const peer = `10.${200 + (k % 50)}.${(i >> 8) & 255}.${i & 255}`;
         const out = i % 3 === 0;
         recs.push({ start: now - 60000 + i, end: now - 59000 + i, src: out ? own : peer, dst: out ? peer : own, sport: out ? 40000 + (i % 20000) : 50000 + (i % 10000), dport: out ? 443 : 8080, proto: 6, packets: 4, bytes: 800, initiator: 'src', ...(i % 1000 === 0 ? { verdict: 'blocked', rule: 'default' } : {}) });
       }
-      return JSON.stringify({ records: recs });
+      if (flowForm === 'records') return JSON.stringify({ records: recs });
+      // As columns, as the agent's client sends them to a server that takes them.
+      return JSON.stringify({ columns: flowColumns(recs) });
     });
     let acked = 0;
     let failed = 0;
@@ -251,17 +300,22 @@ async function main(): Promise<void> {
       }),
     );
     const ingestSecs = (performance.now() - ti) / 1000;
-    const stored = await ask<{ acked: number; flows: number }>(child, 'stored');
+    const stored = await ask<{ acked: number; flows: number; commits: number; commitMs: number }>(child, 'stored');
     const rate = acked / ingestSecs;
     console.log(
-      `ingest: ${ingestClients} agents posting ${batch}-record batches for ${ingestSecs.toFixed(1)} s: ${acked.toLocaleString('en-US')} records acknowledged, ${Math.round(rate).toLocaleString('en-US')} records/s ` +
+      `ingest: ${ingestClients} agents posting ${batch}-record batches (as ${flowForm}, ${(Buffer.byteLength(bodies[0]) / 1048576).toFixed(2)} MiB each) for ${ingestSecs.toFixed(1)} s: ${acked.toLocaleString('en-US')} records acknowledged, ${Math.round(rate).toLocaleString('en-US')} records/s ` +
         `(target ≥ 200,000: ${rate >= 200000 ? 'met' : 'NOT met'}, ratio ${(rate / 200000).toFixed(2)}); ${failed} failed requests; ` +
-        `the store holds ${stored.flows.toLocaleString('en-US')} records: ${stored.flows >= acked ? 'none lost' : `${acked - stored.flows} LOST`}`,
+        `the store holds ${stored.flows.toLocaleString('en-US')} records: ${stored.flows >= acked ? 'none lost' : `${acked - stored.flows} LOST`}; ` +
+        `${stored.commits} commits of ${Math.round(stored.acked / Math.max(1, stored.commits)).toLocaleString('en-US')} records on average, ${(stored.commitMs / Math.max(1, stored.commits)).toFixed(0)} ms each`,
     );
 
     // 4. memory
-    const mem = await ask<{ rss: number; hwm: number }>(child, 'mem');
-    console.log(`server memory: RSS ${(mem.rss / 1048576).toFixed(0)} MiB now, peak ${(mem.hwm / 1048576).toFixed(0)} MiB (target ≤ 1024 MiB: ${mem.hwm <= 1 << 30 ? 'met' : 'NOT met'}, ratio ${(mem.hwm / (1 << 30)).toFixed(2)})`);
+    const mem = await ask<{ rss: number; hwm: number; top: { rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number } }>(child, 'mem');
+    const mib = (b: number) => (b / 1048576).toFixed(0);
+    console.log(
+      `server memory: RSS ${mib(mem.rss)} MiB now, peak ${mib(mem.hwm)} MiB (target ≤ 1024 MiB: ${mem.hwm <= 1 << 30 ? 'met' : 'NOT met'}, ratio ${(mem.hwm / (1 << 30)).toFixed(2)}); ` +
+        `largest sample RSS ${mib(mem.top.rss)} MiB: V8 heap ${mib(mem.top.heapUsed)} of ${mib(mem.top.heapTotal)} MiB, external ${mib(mem.top.external)} MiB (array buffers ${mib(mem.top.arrayBuffers)} MiB), the rest native (DuckDB, sockets, code)`,
+    );
     const t = performance.now();
     const stopped = await Promise.race([ask(child, 'stop').then(() => true), new Promise<boolean>((res) => setTimeout(() => res(false), 15000))]);
     console.log(stopped ? `server stopped cleanly in ${((performance.now() - t) / 1000).toFixed(1)} s` : 'server did not stop within 15 s: killed');

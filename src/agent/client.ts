@@ -53,6 +53,54 @@ export interface Registered {
   readonly inPolicy?: boolean;
   /** The workload's addresses in the active version, as prefixes (when the server says): flows must touch one. */
   readonly policyAddresses?: readonly string[];
+  /** The forms of flow batch the server takes (when it says): `records`, `columns`. */
+  readonly flowFormats?: readonly string[];
+}
+
+/**
+ * A flow batch as columns (docs/API.md): one list per field, entry `i` of
+ * each for record `i`; optional fields are columns with `null` for absent,
+ * left out when no record has them. Far fewer keys for the server to parse
+ * than a list of records.
+ */
+export interface FlowColumns {
+  readonly start: number[];
+  readonly end: number[];
+  readonly src: string[];
+  readonly dst: string[];
+  readonly sport: number[];
+  readonly dport: number[];
+  readonly proto: number[];
+  readonly packets: number[];
+  readonly bytes: number[];
+  readonly initiator?: ('src' | null)[];
+  readonly verdict?: (NonNullable<AgentFlow['verdict']> | null)[];
+  readonly rule?: (string | null)[];
+}
+
+/** Records as columns. */
+export function flowColumns(records: readonly AgentFlow[]): FlowColumns {
+  const n = records.length;
+  const c = { start: new Array<number>(n), end: new Array<number>(n), src: new Array<string>(n), dst: new Array<string>(n), sport: new Array<number>(n), dport: new Array<number>(n), proto: new Array<number>(n), packets: new Array<number>(n), bytes: new Array<number>(n) };
+  let initiator: ('src' | null)[] | undefined;
+  let verdict: (NonNullable<AgentFlow['verdict']> | null)[] | undefined;
+  let rule: (string | null)[] | undefined;
+  for (let i = 0; i < n; i++) {
+    const r = records[i];
+    c.start[i] = r.start;
+    c.end[i] = r.end;
+    c.src[i] = r.src;
+    c.dst[i] = r.dst;
+    c.sport[i] = r.sport;
+    c.dport[i] = r.dport;
+    c.proto[i] = r.proto;
+    c.packets[i] = r.packets;
+    c.bytes[i] = r.bytes;
+    if (r.initiator !== undefined) (initiator ??= new Array<'src' | null>(n).fill(null))[i] = r.initiator;
+    if (r.verdict !== undefined) (verdict ??= new Array<NonNullable<AgentFlow['verdict']> | null>(n).fill(null))[i] = r.verdict;
+    if (r.rule !== undefined) (rule ??= new Array<string | null>(n).fill(null))[i] = r.rule;
+  }
+  return { ...c, ...(initiator ? { initiator } : {}), ...(verdict ? { verdict } : {}), ...(rule ? { rule } : {}) };
 }
 
 /** A compiled ruleset as the server sends it. */
@@ -126,6 +174,8 @@ export class AgentClient {
   private readonly base: URL;
   private readonly agent: HttpAgent;
   private readonly timeoutMs: number;
+  /** Send flow batches as columns: the server said at registration that it takes them. */
+  private columns = false;
 
   constructor(private readonly options: AgentClientOptions) {
     let url: URL;
@@ -148,13 +198,16 @@ export class AgentClient {
   /** Registers the host: `POST /api/v1/agent/register`. */
   async register(body: Registration, signal?: AbortSignal): Promise<Registered> {
     const r = await this.json('POST', 'api/v1/agent/register', body, { signal });
-    const { workload, pollSeconds: poll, inPolicy, policyAddresses: pa } = r as { workload?: unknown; pollSeconds?: unknown; inPolicy?: unknown; policyAddresses?: unknown };
+    const { workload, pollSeconds: poll, inPolicy, policyAddresses: pa, flowFormats: ff } = r as { workload?: unknown; pollSeconds?: unknown; inPolicy?: unknown; policyAddresses?: unknown; flowFormats?: unknown };
     if (typeof workload !== 'string') throw new AgentHttpError('the server answered the registration without a workload', 502);
+    const flowFormats = Array.isArray(ff) && ff.every((f) => typeof f === 'string') ? (ff as string[]) : undefined;
+    this.columns = flowFormats?.includes('columns') ?? false;
     return {
       workload,
       pollSeconds: typeof poll === 'number' && poll > 0 ? poll : undefined,
       inPolicy: typeof inPolicy === 'boolean' ? inPolicy : undefined,
       policyAddresses: Array.isArray(pa) && pa.every((a) => typeof a === 'string') ? (pa as string[]) : undefined,
+      flowFormats,
     };
   }
 
@@ -181,10 +234,28 @@ export class AgentClient {
     };
   }
 
-  /** Posts flow records: `POST /api/v1/agent/flows`; the number the server accepted. */
+  /**
+   * Posts flow records: `POST /api/v1/agent/flows`; the number the server
+   * accepted. As columns when the server said at registration that it takes
+   * them, else as records.
+   */
   async flows(records: readonly AgentFlow[], signal?: AbortSignal): Promise<number> {
-    const r = (await this.json('POST', 'api/v1/agent/flows', { records }, { signal })) as { accepted?: unknown };
-    return typeof r.accepted === 'number' ? r.accepted : records.length;
+    const accepted = (r: unknown) => {
+      const n = (r as { accepted?: unknown }).accepted;
+      return typeof n === 'number' ? n : records.length;
+    };
+    if (this.columns) {
+      try {
+        return accepted(await this.json('POST', 'api/v1/agent/flows', { columns: flowColumns(records) }, { signal }));
+      } catch (e) {
+        if (!(e instanceof AgentHttpError) || e.status !== 400) throw e;
+        // Perhaps another server behind the same address, one that takes only records: try them, and keep to them if they pass.
+        const n = accepted(await this.json('POST', 'api/v1/agent/flows', { records }, { signal }));
+        this.columns = false;
+        return n;
+      }
+    }
+    return accepted(await this.json('POST', 'api/v1/agent/flows', { records }, { signal }));
   }
 
   /** Posts events: `POST /api/v1/agent/events`. */

@@ -74,7 +74,7 @@ export class ControlPlane {
       mgmt: (o.failsafe.managementPrefixes ?? []).map(formatPrefix),
       ports: o.failsafe.managementPorts ?? [],
     });
-    this.agents = new AgentPolicies(new Generation(0, 0, [], undefined, this.failsafeKey), new TextCache(o.textCacheBytes, o.failsafe));
+    this.agents = new AgentPolicies(new Generation(0, 0, [], undefined, this.failsafeKey), new TextCache(o.textCacheBytes, o.failsafe), o.log);
     this.ingest = new FlowIngest(store, db, { commitMs: o.commitMs, onViolations: (vs) => this.queueViolations(vs) });
     for (const r of db.prepare('SELECT id, kind, config FROM sinks').all() as { id: string; kind: string; config: string }[]) this.openSink(r.id, r.kind, JSON.parse(r.config));
     this.alertTimer = setInterval(() => this.flushAlerts(), o.alertIntervalMs);

@@ -23,7 +23,13 @@ export type PolicyDoc = Partial<Record<SectionName, unknown>>;
 
 /** A JSON pointer for a path in a document (`~` and `/` escaped). */
 export function pointer(base: string, path: Path): string {
-  return base + path.map((p) => '/' + String(p).replace(/~/g, '~0').replace(/\//g, '~1')).join('');
+  let out = base;
+  for (const p of path) {
+    const s = String(p);
+    // Most segments are indexes and plain names: escaped only when they hold `~` or `/`.
+    out += '/' + (s.includes('~') || s.includes('/') ? s.replace(/~/g, '~0').replace(/\//g, '~1') : s);
+  }
+  return out;
 }
 
 /** A document made from JSON: diagnostics locate by JSON pointer, under `base` (`` for the draft). */
@@ -201,6 +207,9 @@ function versionInfo(r: Omit<VersionRow, 'doc'>): VersionInfo {
 
 /** The draft and the versions in the state file. */
 export class PolicyStore {
+  /** The active version's document, parsed (see {@link active}). */
+  private activeDoc?: { version: number; digest: string; doc: PolicyDoc };
+
   constructor(private readonly db: Db) {
     if (!db.prepare('SELECT 1 FROM draft').get()) db.prepare('INSERT INTO draft (id, revision, doc, updated_at) VALUES (1, 0, ?, ?)').run('{}', Date.now());
   }
@@ -229,10 +238,20 @@ export class PolicyStore {
     return r && { ...versionInfo(r), doc: JSON.parse(r.doc) as PolicyDoc };
   }
 
-  /** The active version: the newest (a rollback makes a new one). */
+  /**
+   * The active version (the newest: a rollback makes a new one) with its
+   * document. Versions are immutable, so the parsed document is kept (the
+   * server reads it on every break-glass and expiry): callers must not
+   * change it.
+   */
   active(): (VersionInfo & { doc: PolicyDoc }) | undefined {
-    const r = this.db.prepare('SELECT * FROM versions ORDER BY version DESC LIMIT 1').get() as VersionRow | undefined;
-    return r && { ...versionInfo(r), doc: JSON.parse(r.doc) as PolicyDoc };
+    const r = this.db.prepare('SELECT version, digest, message, created_at, created_by, rollback_of, draft_revision FROM versions ORDER BY version DESC LIMIT 1').get() as Omit<VersionRow, 'doc'> | undefined;
+    if (!r) return undefined;
+    if (this.activeDoc?.version !== r.version || this.activeDoc.digest !== r.digest) {
+      const { doc } = this.db.prepare('SELECT doc FROM versions WHERE version = ?').get(r.version) as { doc: string };
+      this.activeDoc = { version: r.version, digest: r.digest, doc: JSON.parse(doc) as PolicyDoc };
+    }
+    return { ...versionInfo(r), doc: this.activeDoc.doc };
   }
 
   activeVersion(): number {

@@ -24,8 +24,10 @@ import {
   BreakGlassBody,
   DocumentSchema,
   EventsBody,
+  FLOW_FORMATS,
   FlowsBody,
   HeartbeatBody,
+  type FlowColumns,
   MapQueryBody,
   parseFlowsBody,
   ProvisionBody,
@@ -530,7 +532,7 @@ export const ROUTES: readonly Route<Ctx>[] = [
       });
       const i = gen.workloadIndex(workload);
       const policyAddresses = i === undefined ? [] : gen.compiled!.ir.workloads[i].addresses.map(formatPrefix);
-      return json({ workload, pollSeconds: ctx.cp.o.pollSeconds, inPolicy: i !== undefined, policyAddresses });
+      return json({ workload, pollSeconds: ctx.cp.o.pollSeconds, inPolicy: i !== undefined, policyAddresses, flowFormats: FLOW_FORMATS });
     },
   },
   {
@@ -551,17 +553,17 @@ export const ROUTES: readonly Route<Ctx>[] = [
     path: '/api/v1/agent/flows',
     op: 'agentFlows',
     auth: 'agent',
-    summary: "flow records of the agent's own workload (403 for the whole batch otherwise); 200 once stored",
+    summary: "flow records of the agent's own workload, as `records` or as `columns` (403 for the whole batch otherwise); 200 once stored",
     body: FlowsBody,
     parse: parseFlowsBody,
     handler: async (req, ctx) => {
-      const b = req.body as z.output<typeof FlowsBody>;
+      const b = req.body as FlowColumns;
       const gen = ctx.cp.generation();
       const workload = ctx.who.workload!;
       const i = gen.workloadIndex(workload);
       if (i === undefined) throw forbidden(`workload \`${workload}\` is not in the active version: its flows cannot be checked`);
       const app = gen.compiled!.ir.workloads[i].labels.app ?? 'unlabeled';
-      const accepted = await ctx.cp.ingest.ingest(b.records, { workload, app, addresses: ctx.cp.addresses(gen, workload) });
+      const accepted = await ctx.cp.ingest.ingest(b, { workload, app, addresses: ctx.cp.addresses(gen, workload) });
       return json({ accepted });
     },
   },

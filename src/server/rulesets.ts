@@ -17,18 +17,23 @@
  * The nftables text is compiled only when an agent fetches it, once per
  * signature (the workload's name appears only in the first line, which is
  * written per workload), and kept in a cache bounded in bytes, shared across
- * generations: a new version recompiles only the rulesets it changed.
+ * generations: a new version recompiles only the rulesets it changed. The
+ * long pieces of the texts (the sets' elements) are kept once each, whatever
+ * the number of texts holding them (TextCache).
  *
  * Long polls wait per workload; a new generation re-checks the waiting
- * workloads in slices of a few milliseconds, so the server keeps answering.
+ * workloads in slices of a few milliseconds, so the server keeps answering,
+ * the workloads that the rules it added or removed name first.
  */
 import { createHash } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { IpSet } from '../netset/ip.js';
 import type { ConnSet } from '../netset/connset.js';
-import { HostCompiler, type HostPolicy } from '../compile/host.js';
+import { HostCompiler, type HostPolicy, type HostRule } from '../compile/host.js';
 import { compileNftables, type Failsafe } from '../compile/nftables.js';
 import type { Compiled } from '../policy/index.js';
+import type { IrRule } from '../policy/ir.js';
+import type { Peer, Rule } from '../model/types.js';
 import { IpSet as IpSetClass } from '../netset/ip.js';
 
 /** Bumped when the compiled output for the same signature changes (a new compiler). */
@@ -55,23 +60,70 @@ function setKey(s: IpSet): string {
   return k;
 }
 
+/** A content key of a connection set: its canonical interval bounds (toString, which names services, is far slower). */
 function connKey(c: ConnSet): string {
   let k = connKeys.get(c);
-  if (k === undefined) connKeys.set(c, (k = c.toString()));
+  if (k === undefined) connKeys.set(c, (k = Array.prototype.join.call(c.keys.bounds, ',')));
   return k;
 }
 
 /** The signature of a host view: everything its nftables text depends on but the workload's name. */
 export function hostSignature(h: HostPolicy): string {
-  const hash = createHash('sha256');
-  hash.update(FORMAT + '\0' + h.mode);
+  let text = FORMAT + '\0' + h.mode;
   for (const [dir, rules] of [['in', h.ingress], ['out', h.egress]] as const) {
-    hash.update('\0' + dir);
-    for (const r of rules) {
-      hash.update(`\n${r.rule.id}\0${r.tier}\0${r.action}\0${setKey(r.peer)}\0${r.own ? setKey(r.own) : ''}\0${connKey(r.conns)}\0${r.user ?? ''}\0${r.process ?? ''}`);
-    }
+    text += '\0' + dir;
+    for (const r of rules) text += '\n' + ruleLine(r);
   }
-  return hash.digest('base64url');
+  return createHash('sha256').update(text).digest('base64url');
+}
+
+/** Lines of host rules without own addresses or restrictions, by peer set and rule (the objects every host of a generation shares). */
+const lines = new WeakMap<IpSet, WeakMap<Rule, { conns: ConnSet; line: string }>>();
+
+/** What a host rule puts in the signature. */
+function ruleLine(r: HostRule): string {
+  const plain = r.own === undefined && r.user === undefined && r.process === undefined;
+  let byRule = plain ? lines.get(r.peer) : undefined;
+  const hit = byRule?.get(r.rule);
+  if (hit && hit.conns === r.conns) return hit.line;
+  const line = `${r.rule.id}\0${r.tier}\0${r.action}\0${setKey(r.peer)}\0${r.own ? setKey(r.own) : ''}\0${connKey(r.conns)}\0${r.user ?? ''}\0${r.process ?? ''}`;
+  if (plain) {
+    if (!byRule) lines.set(r.peer, (byRule = new WeakMap()));
+    byRule.set(r.rule, { conns: r.conns, line });
+  }
+  return line;
+}
+
+const ruleKeys = new WeakMap<Rule, string>();
+
+/** More rules added or removed than this: the wake-up goes in plain order. */
+const MAX_CHANGED_RULES = 256;
+
+function peerKey(p: Peer): string {
+  switch (p.kind) {
+    case 'selector':
+      return `s${p.global ? 'g' : ''}:${p.selector.source}`;
+    case 'workload':
+      return `w:${p.name}`;
+    case 'ips':
+      return `i:${p.name}:${setKey(p.set)}`;
+    case 'any':
+      return 'any';
+  }
+}
+
+/**
+ * A rule as written (id, tier, action, scope, peers, services): equal keys
+ * in two generations, the same rule. Not its place among the overrides: a
+ * break-glass override first would change every other one's.
+ */
+function ruleKey(r: Rule): string {
+  let k = ruleKeys.get(r);
+  if (k === undefined) {
+    k = [r.id, r.tier, r.action, r.scope.source, r.from.map(peerKey).join('|'), r.to.map(peerKey).join('|'), connKey(r.conns), r.services.map((s) => `${s.process ?? ''}/${s.user ?? ''}`).join(',')].join('\0');
+    ruleKeys.set(r, k);
+  }
+  return k;
 }
 
 /** One workload's place in a generation. */
@@ -104,6 +156,59 @@ export class Generation {
     if (compiled) {
       this.hc = new HostCompiler(compiled.ir);
       compiled.ir.workloads.forEach((w, i) => this.index.set(w.name, i));
+    }
+  }
+
+  private rulesByKey?: Map<string, IrRule>;
+  private workloadsByAtom?: Map<number, number[]>;
+
+  /**
+   * The workloads a side of a rule names, where this generation has the rule
+   * and `prev` has not, or the other way round: the ones a change most
+   * likely touches (a guess: the wake-up answers these first, then checks
+   * every other waiting workload all the same).
+   */
+  touchedSince(prev: Generation): Set<string> {
+    const out = new Set<string>();
+    if (!this.compiled || !prev.compiled) return out;
+    const mine = this.ruleMap();
+    const theirs = prev.ruleMap();
+    const added = [...mine].filter(([k]) => !theirs.has(k)).map(([, r]) => r);
+    const removed = [...theirs].filter(([k]) => !mine.has(k)).map(([, r]) => r);
+    // A wholesale change: no order would help.
+    if (added.length + removed.length > MAX_CHANGED_RULES) return out;
+    const all = this.compiled.ir.workloads.length;
+    for (const r of added) if (out.size < all) this.sideWorkloads(r, out);
+    for (const r of removed) if (out.size < all) prev.sideWorkloads(r, out);
+    return out.size < all ? out : new Set();
+  }
+
+  private ruleMap(): Map<string, IrRule> {
+    if (!this.rulesByKey) {
+      this.rulesByKey = new Map();
+      for (const r of this.compiled?.ir.rules ?? []) this.rulesByKey.set(ruleKey(r.rule), r);
+    }
+    return this.rulesByKey;
+  }
+
+  /** Adds the names of the workloads on either side of `r`: by class, and by address atom (IP peers). */
+  private sideWorkloads(r: IrRule, out: Set<string>): void {
+    const ir = this.compiled!.ir;
+    for (const side of [r.from, r.to]) {
+      for (const c of side.classes.indices()) for (const m of ir.classes[c].members) out.add(ir.workloads[m].name);
+      if (side.atoms.isEmpty()) continue;
+      if (!this.workloadsByAtom) {
+        this.workloadsByAtom = new Map();
+        ir.workloads.forEach((w, i) => {
+          for (const p of w.addresses) {
+            const atom = ir.endpointAtom[ir.addressMap.lookup(p.addr)];
+            let list = this.workloadsByAtom!.get(atom);
+            if (!list) this.workloadsByAtom!.set(atom, (list = []));
+            list.push(i);
+          }
+        });
+      }
+      for (const a of side.atoms.indices()) for (const i of this.workloadsByAtom.get(a) ?? []) out.add(ir.workloads[i].name);
     }
   }
 
@@ -152,21 +257,69 @@ function endpointKey(ir: Compiled['ir'], i: number): string {
   return ep >= 0 ? 'e' + ep : 'w' + i;
 }
 
-/** A compiled ruleset body, JSON-escaped, shared by every workload with its signature. */
-interface Text {
+/**
+ * A long piece of compiled text (a set's elements), JSON-escaped once and
+ * shared by every cached text that holds it, whatever its signature.
+ */
+export interface Piece {
+  /** The string it is found by: one of the current generation's, so lookups meet the same object (O(1)), and older ones can go. */
+  key: string;
+  /** The {@link TextCache.epoch} the key was set in. */
+  epoch: number;
+  readonly buf: Buffer;
+  /** Cached texts holding it (a text holding it twice counts twice). */
+  refs: number;
+}
+
+/** A compiled ruleset, JSON-escaped, in pieces; shared by every workload with its signature. */
+export interface Text {
   /** The first line with the representative's name, to rewrite per workload. */
   readonly header: string;
   readonly representative: string;
-  /** JSON-escaped text after the first line. */
-  readonly rest: Buffer;
+  /** JSON-escaped text after the first line, in order: this text's own pieces and shared ones. */
+  readonly rest: readonly Buffer[];
+  /** Bytes of `rest`. */
+  readonly length: number;
+  /** Bytes of this text's own pieces (what evicting it frees, besides shared pieces no other text holds). */
+  readonly own: number;
+  readonly pieces: readonly Piece[];
 }
 
-/** Caches compiled texts by signature, least recently used first out, bounded in bytes. */
+/** Pieces at least this long are shared between texts (by content); shorter ones are copied into the text's own buffers. */
+const SHARE_MIN = 512;
+
+/** The JSON string body (no quotes) of `s` as bytes. */
+function escaped(s: string): Buffer {
+  return Buffer.from(JSON.stringify(s).slice(1, -1));
+}
+
+/** `s` as bytes when it is plain ASCII that JSON needs not escape (set elements: digits, dots, colons, commas, spaces, slashes), else undefined. */
+function verbatim(s: string): Buffer | undefined {
+  if (JSON.stringify(s).length !== s.length + 2) return undefined;
+  const b = Buffer.from(s);
+  return b.length === s.length ? b : undefined;
+}
+
+/**
+ * Caches compiled texts by signature, least recently used first out, bounded
+ * in bytes. A text is kept as a list of buffers: small ones of its own and
+ * long ones (set elements, megabytes on big hosts) shared with every other
+ * text that has the same piece. compileNftables hands out the same string
+ * object for a peer group to every host of a generation, so finding its
+ * buffer is a hash lookup on a string whose hash V8 keeps; equal strings of
+ * a newer generation find it by content. The bytes counted are the texts'
+ * own pieces plus each shared piece once, so memory grows with the distinct
+ * peer groups, not with hosts times set sizes.
+ */
 export class TextCache {
   private readonly map = new Map<string, Text>();
-  private bytes = 0;
+  private readonly shared = new Map<string, Piece>();
+  private ownBytes = 0;
+  private sharedBytes = 0;
   compiles = 0;
   hits = 0;
+  /** Bumped with every new generation (its strings are new objects). */
+  epoch = 0;
 
   constructor(
     private readonly maxBytes: number,
@@ -184,30 +337,96 @@ export class TextCache {
     }
     this.compiles++;
     const host: HostPolicy = e.host ?? { workload: e.workload, index: -1, mode: 'idle', addresses: IpSetClass.EMPTY, ingress: [], egress: [] };
-    const text = compileNftables(host, { failsafe: this.failsafe }).text;
-    const nl = text.indexOf('\n');
-    const t: Text = { header: text.slice(0, nl + 1), representative: e.workload, rest: Buffer.from(JSON.stringify(text.slice(nl + 1)).slice(1, -1)) };
+    const t = this.build(e.workload, compileNftables(host, { failsafe: this.failsafe }).chunks);
     this.map.set(e.signature, t);
-    this.bytes += t.rest.length;
-    for (const [k, v] of this.map) {
-      if (this.bytes <= this.maxBytes || this.map.size <= 1) break;
-      this.map.delete(k);
-      this.bytes -= v.rest.length;
-    }
+    this.ownBytes += t.own;
+    this.evict();
     return t;
   }
 
-  get size(): { entries: number; bytes: number } {
-    return { entries: this.map.size, bytes: this.bytes };
+  /** Splits off the first line, joins runs of short pieces into own buffers, and shares the long ones. */
+  private build(workload: string, chunks: readonly string[]): Text {
+    const first = chunks[0];
+    const nl = first.indexOf('\n');
+    const header = first.slice(0, nl + 1);
+    const rest: Buffer[] = [];
+    const pieces: Piece[] = [];
+    let own = 0;
+    let run = first.slice(nl + 1);
+    const flush = () => {
+      if (run === '') return;
+      const b = escaped(run);
+      rest.push(b);
+      own += b.length;
+      run = '';
+    };
+    for (let i = 1; i < chunks.length; i++) {
+      const c = chunks[i];
+      if (c.length < SHARE_MIN) {
+        run += c;
+        continue;
+      }
+      let p = this.shared.get(c);
+      if (p && p.epoch !== this.epoch) {
+        // Found by content from a newer generation: its string becomes the key, so the old one can go.
+        this.shared.delete(p.key);
+        p.key = c;
+        p.epoch = this.epoch;
+        this.shared.set(c, p);
+      }
+      if (!p) {
+        // Chains hold newlines; set elements hold none.
+        const buf = c.includes('\n') ? undefined : verbatim(c);
+        if (!buf) {
+          // Not a set's elements (chains: one signature's own text): kept with the text.
+          run += c;
+          continue;
+        }
+        p = { key: c, epoch: this.epoch, buf, refs: 0 };
+        this.shared.set(c, p);
+        this.sharedBytes += buf.length;
+      }
+      flush();
+      p.refs++;
+      pieces.push(p);
+      rest.push(p.buf);
+    }
+    flush();
+    return { header, representative: workload, rest, length: rest.reduce((n, b) => n + b.length, 0), own, pieces };
+  }
+
+  private evict(): void {
+    for (const [k, v] of this.map) {
+      if (this.ownBytes + this.sharedBytes <= this.maxBytes || this.map.size <= 1) break;
+      this.map.delete(k);
+      this.ownBytes -= v.own;
+      for (const p of v.pieces) {
+        if (--p.refs > 0) continue;
+        this.shared.delete(p.key);
+        this.sharedBytes -= p.buf.length;
+      }
+    }
+  }
+
+  /** The cached texts, least recently used first (for tests). */
+  cached(): IterableIterator<Text> {
+    return this.map.values();
+  }
+
+  /** Texts cached; bytes held (own pieces, and shared pieces once); shared pieces and their bytes. */
+  get size(): { entries: number; bytes: number; shared: number; sharedBytes: number } {
+    return { entries: this.map.size, bytes: this.ownBytes + this.sharedBytes, shared: this.shared.size, sharedBytes: this.sharedBytes };
   }
 }
 
-/** The `200` body of `GET /agent/policy` in pieces (the big middle one shared). */
+/** The `200` body of `GET /agent/policy` in pieces (the head per workload, the text's buffers shared). */
 export function policyBody(gen: Generation, e: WorkloadEntry, t: Text): Buffer[] {
   const header = t.header.split(t.representative).join(e.workload);
   const head = `{"etag":${JSON.stringify(e.etag)},"version":${gen.version},"workload":${JSON.stringify(e.workload)},"mode":${JSON.stringify(e.mode)},"format":"nftables","ruleset":${JSON.stringify(header).slice(0, -1)}`;
-  return [Buffer.from(head), t.rest, Buffer.from('"}')];
+  return [Buffer.from(head), ...t.rest, BODY_END];
 }
+
+const BODY_END = Buffer.from('"}');
 
 /** Normalizes an `If-None-Match` value to a bare ETag. */
 export function bareEtag(v: string | string[] | undefined): string | undefined {
@@ -240,6 +459,7 @@ export class AgentPolicies {
   constructor(
     initial: Generation,
     readonly texts: TextCache,
+    private readonly log: (line: string) => void = () => {},
   ) {
     this.gen = initial;
   }
@@ -252,12 +472,26 @@ export class AgentPolicies {
     return this.waiterCount;
   }
 
-  /** Makes a generation current and wakes the polls whose ETag it changes. */
+  /**
+   * Makes a generation current and wakes the polls whose ETag it changes:
+   * first those of the workloads that the rules added or removed name, then
+   * the others (an ETag can change for other reasons: labels, addresses, IP
+   * lists), all in slices.
+   */
   activate(gen: Generation): void {
+    const prev = this.gen;
     this.gen = gen;
     this.waking = gen.id;
-    const workloads = [...this.waiting.keys()];
+    this.texts.epoch++;
+    const start = performance.now();
+    const first = prev !== gen ? gen.touchedSince(prev) : new Set<string>();
+    const all = [...this.waiting.keys()];
+    const named = first.size === 0 ? [] : all.filter((w) => first.has(w));
+    const workloads = named.length === 0 ? all : [...named, ...all.filter((w) => !first.has(w))];
     let k = 0;
+    let woken = 0;
+    let namedMs = named.length === 0 ? 0 : -1;
+    const compiles = this.texts.compiles;
     const slice = () => {
       if (this.waking !== gen.id) return; // a newer generation took over
       const t0 = performance.now();
@@ -266,9 +500,18 @@ export class AgentPolicies {
         const set = this.waiting.get(w);
         if (!set || set.size === 0) continue;
         const e = gen.entry(w);
-        for (const waiter of [...set]) if (waiter.etag !== e.etag) this.answer(waiter, gen, e);
+        for (const waiter of [...set]) {
+          if (waiter.etag === e.etag) continue;
+          this.answer(waiter, gen, e);
+          woken++;
+        }
       }
+      if (namedMs < 0 && k >= named.length) namedMs = performance.now() - start;
       if (k < workloads.length) setImmediate(slice);
+      else if (workloads.length > 0) {
+        const order = named.length > 0 ? ` (first the ${named.length} that changed rules name, in ${Math.round(namedMs)} ms)` : '';
+        this.log(`generation ${gen.id}: ${workloads.length} waiting workloads checked${order}, ${woken} polls answered, ${this.texts.compiles - compiles} rulesets compiled, in ${Math.round(performance.now() - start)} ms`);
+      }
     };
     slice();
   }

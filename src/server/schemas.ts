@@ -84,7 +84,45 @@ export type AgentFlow = z.output<typeof AgentFlowSchema>;
 /** The most records one batch may hold. */
 export const MAX_FLOW_BATCH = 50000;
 
-export const FlowsBody = z.strictObject({ records: z.array(AgentFlowSchema).max(MAX_FLOW_BATCH) });
+/** The forms of flow batch this server takes (told to agents at registration). */
+export const FLOW_FORMATS = ['records', 'columns'] as const;
+
+/** A batch as a list of records. */
+export const FlowRecordsBody = z.strictObject({ records: z.array(AgentFlowSchema).max(MAX_FLOW_BATCH) });
+
+const column = <T extends z.ZodTypeAny>(t: T) => z.array(t).max(MAX_FLOW_BATCH);
+const optionalColumn = <T extends z.ZodTypeAny>(t: T) => z.array(t.nullable()).max(MAX_FLOW_BATCH).optional();
+const F = AgentFlowSchema.shape;
+
+/**
+ * A batch as columns: the same fields, each a list with one entry per
+ * record (record `i` is entry `i` of every column), so the parser reads a
+ * few long lists instead of an object per record. Optional fields are
+ * optional columns whose `null` entries mean "absent". Every column has the
+ * same length.
+ */
+export const FlowColumnsBody = z.strictObject({
+  columns: z
+    .strictObject({
+      start: column(F.start),
+      end: column(F.end),
+      src: column(F.src),
+      dst: column(F.dst),
+      sport: column(F.sport),
+      dport: column(F.dport),
+      proto: column(F.proto),
+      packets: column(F.packets),
+      bytes: column(F.bytes),
+      initiator: optionalColumn(F.initiator.unwrap()),
+      verdict: optionalColumn(F.verdict.unwrap()),
+      rule: optionalColumn(F.rule.unwrap()),
+    })
+    .refine((c) => Object.values(c).every((col) => col === undefined || col.length === c.start.length), { message: 'every column has one entry per record' })
+    .describe('the records as columns: entry i of every column is record i; every column has the same length; in the optional columns, null means the record has no such field'),
+});
+
+/** `POST /agent/flows`: records, or the same as columns. */
+export const FlowsBody = z.union([FlowRecordsBody, FlowColumnsBody]);
 
 export const BreakGlassBody = z.strictObject({
   from: oneOrMany(PeerSchema),
@@ -157,16 +195,132 @@ function flowProblem(r: unknown): { path: string; message: string } | undefined 
   return undefined;
 }
 
+/** A checked flow batch, as columns (what the ingest reads, whichever form was sent). */
+export interface FlowColumns {
+  readonly start: readonly number[];
+  readonly end: readonly number[];
+  readonly src: readonly string[];
+  readonly dst: readonly string[];
+  readonly sport: readonly number[];
+  readonly dport: readonly number[];
+  readonly proto: readonly number[];
+  readonly packets: readonly number[];
+  readonly bytes: readonly number[];
+  readonly initiator?: readonly ('src' | null)[];
+  readonly verdict?: readonly (AgentFlow['verdict'] | null)[];
+  readonly rule?: readonly (string | null)[];
+}
+
+const REQUIRED_COLUMNS = ['start', 'end', 'src', 'dst', 'sport', 'dport', 'proto', 'packets', 'bytes'] as const;
+const OPTIONAL_COLUMNS = ['initiator', 'verdict', 'rule'] as const;
+
+/** Why entry `v` of required column `k` does not fit {@link AgentFlowSchema}, or undefined when it does. */
+function requiredProblem(k: (typeof REQUIRED_COLUMNS)[number], v: unknown): string | undefined {
+  switch (k) {
+    case 'start':
+    case 'end':
+      return isInt(v, 0, Number.MAX_SAFE_INTEGER) ? undefined : 'a whole number of epoch ms';
+    case 'src':
+    case 'dst':
+      return isStr(v, 64) ? undefined : 'an address';
+    case 'sport':
+    case 'dport':
+      return isInt(v, 0, 65535) ? undefined : 'a port, 0 to 65535';
+    case 'proto':
+      return isInt(v, 0, 255) ? undefined : 'a protocol number, 0 to 255';
+    case 'packets':
+    case 'bytes':
+      return isInt(v, 0, Number.MAX_SAFE_INTEGER) ? undefined : 'a whole number';
+  }
+}
+
+/** Why entry `v` of optional column `k` does not fit (`null`: absent), or undefined when it does. */
+function optionalProblem(k: (typeof OPTIONAL_COLUMNS)[number], v: unknown): string | undefined {
+  if (v === null) return undefined;
+  switch (k) {
+    case 'initiator':
+      return v === 'src' ? undefined : '`src`, or null';
+    case 'verdict':
+      return VERDICTS.has(v as string) ? undefined : 'allowed, blocked or potentially-blocked, or null';
+    case 'rule':
+      return isStr(v, 200) ? undefined : 'a rule id of at most 200 characters, or null';
+  }
+}
+
+const COLUMN_KEYS = new Set<string>([...REQUIRED_COLUMNS, ...OPTIONAL_COLUMNS]);
+
+function checkColumns(json: unknown, bad: (path: string, message: string) => ApiError): FlowColumns {
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw bad('/columns', 'expected an object of columns');
+  const c = json as Record<string, unknown>;
+  for (const k in c) if (!COLUMN_KEYS.has(k)) throw bad('/columns/' + k, `unknown column \`${k}\``);
+  let n = -1;
+  for (const k of REQUIRED_COLUMNS) {
+    const col = c[k];
+    if (!Array.isArray(col)) throw bad('/columns/' + k, 'expected a list');
+    if (col.length > MAX_FLOW_BATCH) throw bad('/columns/' + k, `at most ${MAX_FLOW_BATCH} records a batch`);
+    for (let i = 0; i < col.length; i++) {
+      const p = requiredProblem(k, col[i]);
+      if (p) throw bad(`/columns/${k}/${i}`, p);
+    }
+    if (n >= 0 && col.length !== n) throw bad('/columns/' + k, 'every column has one entry per record');
+    n = col.length;
+  }
+  for (const k of OPTIONAL_COLUMNS) {
+    const col = c[k];
+    if (col === undefined) continue;
+    if (!Array.isArray(col)) throw bad('/columns/' + k, 'expected a list');
+    if (col.length > MAX_FLOW_BATCH) throw bad('/columns/' + k, `at most ${MAX_FLOW_BATCH} records a batch`);
+    for (let i = 0; i < col.length; i++) {
+      const p = optionalProblem(k, col[i]);
+      if (p) throw bad(`/columns/${k}/${i}`, p);
+    }
+    if (col.length !== n) throw bad('/columns/' + k, 'every column has one entry per record');
+  }
+  return c as unknown as FlowColumns;
+}
+
+/** Records as columns (optional columns only when some record has the field). */
+export function columnsOf(records: readonly AgentFlow[]): FlowColumns {
+  const n = records.length;
+  const col = <T>(f: (r: AgentFlow) => T): T[] => {
+    const out = new Array<T>(n);
+    for (let i = 0; i < n; i++) out[i] = f(records[i]);
+    return out;
+  };
+  const opt = <T>(f: (r: AgentFlow) => T | undefined): (T | null)[] | undefined => (records.some((r) => f(r) !== undefined) ? col((r) => f(r) ?? null) : undefined);
+  return {
+    start: col((r) => r.start),
+    end: col((r) => r.end),
+    src: col((r) => r.src),
+    dst: col((r) => r.dst),
+    sport: col((r) => r.sport),
+    dport: col((r) => r.dport),
+    proto: col((r) => r.proto),
+    packets: col((r) => r.packets),
+    bytes: col((r) => r.bytes),
+    initiator: opt((r) => r.initiator),
+    verdict: opt((r) => r.verdict),
+    rule: opt((r) => r.rule),
+  };
+}
+
 /**
- * Checks a flow batch as {@link FlowsBody} does, without building a copy of
- * every record (the ingest hot path); `test/server/schemas.test.ts` requires
- * both to accept and refuse the same bodies.
+ * Checks a flow batch, records or columns, as {@link FlowsBody} does,
+ * without building a copy of every record (the ingest hot path), and hands
+ * it on as columns. `test/server/schemas.test.ts` requires it to accept and
+ * refuse the same bodies as the schema, and both forms to accept and refuse
+ * the same records.
  */
-export function parseFlowsBody(json: unknown): z.output<typeof FlowsBody> {
+export function parseFlowsBody(json: unknown): FlowColumns {
   const bad = (path: string, message: string) => new ApiError(400, 'bad-request', 'the request body is not valid', [{ path, message }]);
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw bad('/', 'expected an object with `records`');
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw bad('/', 'expected an object with `records` or `columns`');
   const o = json as Record<string, unknown>;
-  for (const k in o) if (k !== 'records') throw bad('/' + k, `unknown field \`${k}\``);
+  let form: 'records' | 'columns' | undefined;
+  for (const k in o) {
+    if ((k !== 'records' && k !== 'columns') || form !== undefined) throw bad('/' + k, `unknown field \`${k}\`: a batch has \`records\` or \`columns\``);
+    form = k;
+  }
+  if (form === 'columns') return checkColumns(o.columns, bad);
   const records = o.records;
   if (!Array.isArray(records)) throw bad('/records', 'expected a list of records');
   if (records.length > MAX_FLOW_BATCH) throw bad('/records', `at most ${MAX_FLOW_BATCH} records a batch`);
@@ -174,5 +328,5 @@ export function parseFlowsBody(json: unknown): z.output<typeof FlowsBody> {
     const p = flowProblem(records[i]);
     if (p) throw bad(`/records/${i}${p.path}`, p.message);
   }
-  return o as z.output<typeof FlowsBody>;
+  return columnsOf(records as AgentFlow[]);
 }

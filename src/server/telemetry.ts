@@ -11,15 +11,18 @@
  */
 import { foldPorts, ServerInference } from '../flows/attribute.js';
 import { ACTION, FlowBatch, formatId, INITIATOR } from '../flows/record.js';
-import { formatAddr, parseAddr, type IpSet } from '../netset/ip.js';
+import { formatAddr, parseAddr, type Addr, type IpSet } from '../netset/ip.js';
 import type { FlowStore } from '../store/flows.js';
 import type { Alert } from './alerts.js';
 import type { Db } from './db.js';
 import { ApiError, badRequest } from './http.js';
-import type { AgentFlow } from './schemas.js';
+import type { FlowColumns } from './schemas.js';
 
 const CONNTRACK = formatId('conntrack');
 const HOUR = 3600000;
+
+/** Empty batches kept for reuse (about 200 KB each). */
+const MAX_SPARE = 128;
 
 /** Who sent a batch. */
 export interface FlowSender {
@@ -62,6 +65,7 @@ export interface FlowIngestOptions {
 /** Group-committed ingest of agent flows. */
 export class FlowIngest {
   private readonly inference = new ServerInference();
+  private readonly spare: Pending[] = [];
   private current = this.fresh();
   private pending: Pending[] = [];
   private pendingRecords = 0;
@@ -73,6 +77,9 @@ export class FlowIngest {
   /** Records acknowledged (stored) since start. */
   stored = 0;
   commits = 0;
+  /** Milliseconds spent in commits that stored, in all. */
+  commitTime = 0;
+  private lastStart = 0;
   private readonly upsert;
 
   constructor(
@@ -87,7 +94,15 @@ export class FlowIngest {
   }
 
   private fresh(): Pending {
-    return { batch: new FlowBatch(2048), server: new Uint8Array(2048), port: new Uint16Array(2048) };
+    const p = this.spare.pop();
+    if (!p) return { batch: new FlowBatch(2048), server: new Uint8Array(2048), port: new Uint16Array(2048) };
+    p.batch.length = 0;
+    return p;
+  }
+
+  /** Batches the store has copied (it copies rows in `append`), to fill again. */
+  private recycle(batches: readonly Pending[]): void {
+    for (const p of batches) if (this.spare.length < MAX_SPARE) this.spare.push(p);
   }
 
   /**
@@ -95,27 +110,27 @@ export class FlowIngest {
    * the sender's workload: nothing of the batch is kept) and resolves once
    * its records are stored.
    */
-  ingest(records: readonly AgentFlow[], from: FlowSender): Promise<number> {
+  ingest(c: FlowColumns, from: FlowSender): Promise<number> {
     if (this.closed) return Promise.reject(new ApiError(503, 'shutting-down', 'the server is shutting down'));
-    const n = records.length;
+    const n = c.start.length;
     if (n === 0) return Promise.resolve(0);
-    // Check every record before keeping any.
-    const src: (number | bigint)[] = new Array(n);
-    const dst: (number | bigint)[] = new Array(n);
+    // Check every record before keeping any. Agents repeat their own address in every record: parsed once.
+    const src: Addr[] = new Array(n);
+    const dst: Addr[] = new Array(n);
+    const parseSrc = lastParsed();
+    const parseDst = lastParsed();
     for (let i = 0; i < n; i++) {
-      const r = records[i];
-      const s = parseAddr(r.src);
-      const d = parseAddr(r.dst);
-      if (s === null || d === null) throw badRequest(`record ${i}: \`${s === null ? r.src : r.dst}\` is not an IP address`);
+      const s = parseSrc(c.src[i]);
+      const d = s === null ? null : parseDst(c.dst[i]);
+      if (s === null || d === null) throw badRequest(`record ${i}: \`${s === null ? c.src[i] : c.dst[i]}\` is not an IP address`);
       if (!from.addresses.has(s) && !from.addresses.has(d)) {
-        throw new ApiError(403, 'not-your-flow', `record ${i} (${r.src} -> ${r.dst}) has none of workload \`${from.workload}\`'s addresses: the batch is refused`);
+        throw new ApiError(403, 'not-your-flow', `record ${i} (${c.src[i]} -> ${c.dst[i]}) has none of workload \`${from.workload}\`'s addresses: the batch is refused`);
       }
-      if (r.end < r.start) throw badRequest(`record ${i}: \`end\` is before \`start\``);
+      if (c.end[i] < c.start[i]) throw badRequest(`record ${i}: \`end\` is before \`start\``);
       src[i] = s;
       dst[i] = d;
     }
     for (let i = 0; i < n; i++) {
-      const r = records[i];
       let p = this.current;
       if (p.batch.length === p.batch.capacity) {
         this.seal();
@@ -123,21 +138,22 @@ export class FlowIngest {
       }
       const b = p.batch;
       const k = b.length++;
+      const verdict = c.verdict?.[i] ?? undefined;
       b.v6[k] = 0;
-      b.start[k] = r.start;
-      b.end[k] = r.end;
+      b.start[k] = c.start[i];
+      b.end[k] = c.end[i];
       b.setSrc(k, src[i]);
       b.setDst(k, dst[i]);
-      b.proto[k] = r.proto;
-      b.srcPort[k] = r.sport;
-      b.dstPort[k] = r.dport;
-      b.packets[k] = r.packets;
-      b.bytes[k] = r.bytes;
-      b.action[k] = r.verdict === 'blocked' ? ACTION.reject : r.verdict ? ACTION.accept : ACTION.none;
+      b.proto[k] = c.proto[i];
+      b.srcPort[k] = c.sport[i];
+      b.dstPort[k] = c.dport[i];
+      b.packets[k] = c.packets[i];
+      b.bytes[k] = c.bytes[i];
+      b.action[k] = verdict === 'blocked' ? ACTION.reject : verdict ? ACTION.accept : ACTION.none;
       b.tcpFlags[k] = -1;
-      b.initiator[k] = r.initiator === 'src' ? INITIATOR.src : INITIATOR.unknown;
+      b.initiator[k] = c.initiator?.[i] === 'src' ? INITIATOR.src : INITIATOR.unknown;
       b.format[k] = CONNTRACK;
-      if (r.verdict === 'blocked' || r.verdict === 'potentially-blocked') this.violation(r, from);
+      if (verdict === 'blocked' || verdict === 'potentially-blocked') this.violation(c, i, verdict, from);
     }
     this.pendingRecords += n;
     const done = new Promise<number>((resolve, reject) => this.waiters.push({ resolve: () => resolve(n), reject }));
@@ -145,19 +161,20 @@ export class FlowIngest {
     return done;
   }
 
-  private violation(r: AgentFlow, from: FlowSender): void {
-    const bucket = Math.floor(r.start / HOUR) * HOUR;
-    const rule = r.rule ?? 'unknown';
-    const key = `${bucket}\0${from.workload}\0${rule}\0${r.verdict}\0${r.src}\0${r.dst}\0${r.proto}\0${r.dport}`;
+  private violation(c: FlowColumns, i: number, verdict: string, from: FlowSender): void {
+    const start = c.start[i];
+    const bucket = Math.floor(start / HOUR) * HOUR;
+    const rule = c.rule?.[i] ?? 'unknown';
+    const key = `${bucket}\0${from.workload}\0${rule}\0${verdict}\0${c.src[i]}\0${c.dst[i]}\0${c.proto[i]}\0${c.dport[i]}`;
     const v = this.violations.get(key);
     if (v) {
       v.count++;
-      v.first = Math.min(v.first, r.start);
-      v.last = Math.max(v.last, r.end);
+      v.first = Math.min(v.first, start);
+      v.last = Math.max(v.last, c.end[i]);
     } else {
-      const src = formatAddr(parseAddr(r.src)!);
-      const dst = formatAddr(parseAddr(r.dst)!);
-      this.violations.set(key, { bucket, app: from.app, workload: from.workload, rule, verdict: r.verdict!, src, dst, proto: r.proto, port: r.dport, count: 1, first: r.start, last: r.end });
+      const src = formatAddr(parseAddr(c.src[i])!);
+      const dst = formatAddr(parseAddr(c.dst[i])!);
+      this.violations.set(key, { bucket, app: from.app, workload: from.workload, rule, verdict, src, dst, proto: c.proto[i], port: c.dport[i], count: 1, first: start, last: c.end[i] });
     }
   }
 
@@ -170,17 +187,35 @@ export class FlowIngest {
     this.current = this.fresh();
   }
 
-  private schedule(): void {
+  /**
+   * Arms the commit: `commitMs` after the first record that waits, or, when
+   * records came in during a commit, `commitMs` after that commit began (at
+   * once if it took longer), so under load commits follow each other with
+   * no idle time between them.
+   */
+  private schedule(afterCommit = false): void {
     if (this.pendingRecords >= (this.o.commitRecords ?? 200000)) {
       if (this.timer) clearTimeout(this.timer);
       this.timer = undefined;
       void this.commit();
       return;
     }
+    const every = this.o.commitMs ?? 250;
     if (!this.timer && !this.committing) this.timer = setTimeout(() => {
       this.timer = undefined;
       void this.commit();
-    }, this.o.commitMs ?? 250);
+    }, afterCommit ? Math.max(0, every - (performance.now() - this.lastStart)) : every);
+  }
+
+  /** Everything that waits, for one commit. */
+  private take() {
+    this.seal();
+    const taken = { batches: this.pending, waiters: this.waiters, violations: this.violations, records: this.pendingRecords };
+    this.pending = [];
+    this.waiters = [];
+    this.violations = new Map();
+    this.pendingRecords = 0;
+    return taken;
   }
 
   /** Stores what waits now; resolves when stored (or failed). */
@@ -191,37 +226,35 @@ export class FlowIngest {
       return;
     }
     if (this.waiters.length === 0) return;
-    this.seal();
-    const batches = this.pending;
-    const waiters = this.waiters;
-    const violations = this.violations;
-    const records = this.pendingRecords;
-    this.pending = [];
-    this.waiters = [];
-    this.violations = new Map();
-    this.pendingRecords = 0;
+    this.lastStart = performance.now();
     this.committing = (async () => {
+      let taken: ReturnType<FlowIngest['take']> | undefined;
       try {
         const run = await this.store.beginIngest('agents');
-        for (const p of batches) run.append(p.batch, p.server, p.port);
+        // Taken only now: records that came in while the run was being opened go in it too.
+        taken = this.take();
+        for (const p of taken.batches) run.append(p.batch, p.server, p.port);
+        this.recycle(taken.batches);
         await run.finish();
+        const { violations } = taken;
         if (violations.size > 0) {
           this.db.transaction(() => {
             for (const v of violations.values()) this.upsert.run(v.bucket, v.app, v.workload, v.rule, v.verdict, v.src, v.dst, v.proto, v.port, v.count, v.first, v.last);
           })();
         }
-        this.stored += records;
+        this.stored += taken.records;
         this.commits++;
-        for (const w of waiters) w.resolve();
+        this.commitTime += performance.now() - this.lastStart;
+        for (const w of taken.waiters) w.resolve();
         if (violations.size > 0 && this.o.onViolations) this.o.onViolations(summarize(violations));
       } catch (e) {
         const err = new ApiError(503, 'store-failed', `the flows could not be stored: ${(e as Error).message}`);
-        for (const w of waiters) w.reject(err);
+        for (const w of (taken ??= this.take()).waiters) w.reject(err);
       }
     })();
     await this.committing;
     this.committing = undefined;
-    if (this.waiters.length > 0) this.schedule();
+    if (this.waiters.length > 0) this.schedule(true);
   }
 
   /** Stores what waits and refuses what comes after. */
@@ -231,6 +264,19 @@ export class FlowIngest {
     await this.commit();
     this.closed = true;
   }
+}
+
+/** parseAddr, remembering the last address parsed (a column repeats the agent's own address). */
+function lastParsed(): (t: string) => Addr | null {
+  let text: string | undefined;
+  let addr: Addr | null = null;
+  return (t) => {
+    if (t !== text) {
+      addr = parseAddr(t);
+      text = t;
+    }
+    return addr;
+  };
 }
 
 function summarize(vs: Map<string, ViolationKey>): { app: string; rule: string; verdict: string; count: number; workloads: string[] }[] {

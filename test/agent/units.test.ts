@@ -6,12 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Backoff } from '../../src/agent/backoff.js';
 import { FlowBuffer } from '../../src/agent/buffer.js';
-import { AgentClient, AgentHttpError, bareEtag, type AgentFlow } from '../../src/agent/client.js';
+import { AgentClient, AgentHttpError, bareEtag, flowColumns, type AgentFlow } from '../../src/agent/client.js';
 import { ConntrackTracker } from '../../src/agent/conntrack.js';
 import { definesTable, describeDrift, foreignStatement, routeLogsToNflog, ruleCounters } from '../../src/agent/enforce.js';
 import { addressesFromIpJson } from '../../src/agent/host.js';
@@ -308,5 +310,65 @@ describe('client against the stand-in server', () => {
     await assert.rejects(down.heartbeat({}), (e: AgentHttpError) => e.status === 0 && e.transient);
     down.close();
     assert.equal(bareEtag('W/"abc"'), 'abc');
+  });
+});
+
+describe('client: flow batches as columns', () => {
+  const records: AgentFlow[] = [
+    { start: 1, end: 2, src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2, proto: 6, packets: 1, bytes: 60 },
+    { start: 3, end: 4, src: '10.0.0.2', dst: '10.0.0.9', sport: 5, dport: 22, proto: 6, packets: 2, bytes: 120, initiator: 'src', verdict: 'blocked', rule: 'no-ssh' },
+  ];
+
+  it('writes records as columns, null where a record has no optional field', () => {
+    assert.deepEqual(flowColumns(records), {
+      start: [1, 3], end: [2, 4], src: ['10.0.0.1', '10.0.0.2'], dst: ['10.0.0.2', '10.0.0.9'], sport: [1, 5], dport: [2, 22], proto: [6, 6], packets: [1, 2], bytes: [60, 120],
+      initiator: [null, 'src'], verdict: [null, 'blocked'], rule: [null, 'no-ssh'],
+    });
+    assert.deepEqual(Object.keys(flowColumns(records.slice(0, 1))), ['start', 'end', 'src', 'dst', 'sport', 'dport', 'proto', 'packets', 'bytes'], 'no optional column when no record has it');
+  });
+
+  it('sends columns to a server that says it takes them, records to one that does not, and falls back to records on a 400', async () => {
+    let formats: string[] | undefined = ['records', 'columns'];
+    let takesColumns = true;
+    const bodies: Record<string, unknown>[] = [];
+    const server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = JSON.parse(Buffer.concat(chunks).toString() || '{}') as Record<string, unknown>;
+        const send = (status: number, v: unknown) => {
+          res.writeHead(status, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(v));
+        };
+        if (req.url === '/api/v1/agent/register') return send(200, { workload: 'web', ...(formats ? { flowFormats: formats } : {}) });
+        bodies.push(body);
+        if ('columns' in body && !takesColumns) return send(400, { error: { code: 'bad-request', message: 'unknown field `columns`' } });
+        const n = 'columns' in body ? (body.columns as { start: unknown[] }).start.length : (body.records as unknown[]).length;
+        return send(200, { accepted: n });
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const c = new AgentClient({ server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, token: 't' });
+    try {
+      const reg = { hostname: 'h', addresses: ['10.0.0.2'], labels: {}, agentVersion: 'x' };
+      assert.deepEqual((await c.register(reg)).flowFormats, ['records', 'columns']);
+      assert.equal(await c.flows(records), 2);
+      assert.deepEqual(bodies.pop(), { columns: flowColumns(records) });
+      // The server behind the address changes to one that takes only records.
+      takesColumns = false;
+      assert.equal(await c.flows(records), 2);
+      assert.deepEqual(bodies.splice(0), [{ columns: flowColumns(records) }, { records }]);
+      assert.equal(await c.flows(records), 2);
+      assert.deepEqual(bodies.splice(0), [{ records }], 'keeps to records after the fallback');
+      // A server that does not say: records.
+      formats = undefined;
+      takesColumns = true;
+      assert.equal((await c.register(reg)).flowFormats, undefined);
+      assert.equal(await c.flows(records), 2);
+      assert.deepEqual(bodies.splice(0), [{ records }]);
+    } finally {
+      c.close();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 });

@@ -26,7 +26,7 @@ test('policy: the ruleset of its own workload with the control plane failsafe; E
   const web = await mkAgent('shop-web-1');
   const reg = await web.call('POST', '/api/v1/agent/register', { hostname: 'web1', addresses: ['10.1.0.10'], labels: { role: 'web' }, agentVersion: '0.1.0' });
   assert.equal(reg.status, 200);
-  assert.deepEqual(reg.body, { workload: 'shop-web-1', pollSeconds: 30, inPolicy: true, policyAddresses: ['10.1.0.10/32'] });
+  assert.deepEqual(reg.body, { workload: 'shop-web-1', pollSeconds: 30, inPolicy: true, policyAddresses: ['10.1.0.10/32'], flowFormats: ['records', 'columns'] });
   const p = await web.call('GET', '/api/v1/agent/policy');
   assert.equal(p.status, 200);
   assert.equal(p.body.workload, 'shop-web-1');
@@ -206,4 +206,79 @@ test('rulesets: each agent gets exactly what compileNftables makes of its host v
   } finally {
     await s.stop();
   }
+});
+
+test('rulesets: set elements are shared between texts as one buffer each, need no JSON escaping, and the cache counts them once', async () => {
+  const doc = generateEstate({ seed: 5, workloads: 400, rules: 80 }) as unknown as Record<string, unknown>;
+  const c = compileDoc(doc, { now: Date.now() });
+  const hc = new HostCompiler(c.ir);
+  // What compileNftables hands out: after `elements = { `, a list of addresses and prefixes, nothing JSON must escape.
+  let sets = 0;
+  for (let i = 0; i < c.ir.workloads.length; i++) {
+    const h = hc.host(i);
+    if (!h) continue;
+    const chunks = compileNftables(h).chunks;
+    for (let k = 1; k < chunks.length; k++) {
+      if (!chunks[k - 1].endsWith('elements = { ')) continue;
+      sets++;
+      assert.match(chunks[k], /^[0-9a-f.:/]+(, [0-9a-f.:/]+)*$/, 'set elements');
+      assert.equal(JSON.stringify(chunks[k]).length, chunks[k].length + 2);
+    }
+  }
+  assert.ok(sets > 100, `${sets} sets`);
+
+  const { TextCache, Generation, policyBody } = await import('../../src/server/rulesets.js');
+  const failsafe = { controlPlane: [(parsePrefix('10.99.0.5') as { prefix: import('../../src/netset/ip.js').Prefix }).prefix], managementPorts: [{ proto: 6, port: 22 }] };
+  const check = (cache: InstanceType<typeof TextCache>) => {
+    // The bytes held: every cached text's own pieces, and each shared piece once.
+    const pieces = new Set<Buffer>();
+    let own = 0;
+    for (const t of cache.cached()) {
+      own += t.own;
+      for (const p of t.pieces) pieces.add(p.buf);
+    }
+    const shared = [...pieces].reduce((n, b) => n + b.length, 0);
+    assert.deepEqual(cache.size, { entries: [...cache.cached()].length, bytes: own + shared, shared: pieces.size, sharedBytes: shared });
+  };
+  const big = new TextCache(1 << 30, failsafe);
+  const gen = new Generation(1, 1, [], c, 'k');
+  let total = 0;
+  const buffers = new Map<string, Buffer>();
+  for (const w of c.ir.workloads) {
+    const e = gen.entry(w.name);
+    const t = big.get(e);
+    const body = JSON.parse(Buffer.concat(policyBody(gen, e, t)).toString()) as { ruleset: string; mode: string };
+    if (e.host) assert.equal(body.ruleset, compileNftables(e.host, { failsafe }).text.replace(e.host.workload, w.name), w.name);
+    total += t.length;
+    // One buffer per content, whichever text holds it.
+    for (const p of t.pieces) {
+      const seen = buffers.get(p.buf.toString());
+      if (seen) assert.equal(seen, p.buf);
+      else buffers.set(p.buf.toString(), p.buf);
+    }
+  }
+  check(big);
+  assert.ok(big.size.shared > 10 && big.size.bytes < total, `shared: ${JSON.stringify(big.size)}, ${total} bytes of texts`);
+  // A newer generation with an override on every host: new signatures, new string objects with the same set
+  // contents, which find the buffers they had.
+  const now = Date.now();
+  const override = { id: 'bg-test', from: [{ cidr: '198.51.100.7/32' }], to: ['all()'], services: ['22/tcp'], action: 'allow', expires: new Date(now + 3600000).toISOString(), reason: 'test', owner: 'me' };
+  const again = new Generation(2, 1, ['bg-test'], compileDoc(doc, { now, overrides: [override] }), 'k');
+  big.epoch++;
+  const before = { ...big.size, compiles: big.compiles };
+  for (const w of c.ir.workloads) {
+    const t = big.get(again.entry(w.name));
+    for (const p of t.pieces) assert.equal(buffers.get(p.buf.toString()), p.buf);
+  }
+  assert.ok(big.compiles > before.compiles + 10, 'new signatures');
+  assert.equal(big.size.shared, before.shared, 'no new shared piece');
+  check(big);
+  // A small cache evicts and keeps its accounting exact.
+  const small = new TextCache(256 << 10, failsafe);
+  for (const w of c.ir.workloads) {
+    small.get(gen.entry(w.name));
+    assert.ok(small.size.bytes <= 256 << 10 || small.size.entries === 1);
+  }
+  check(small);
+  assert.ok(small.compiles > small.size.entries);
 });

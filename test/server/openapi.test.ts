@@ -34,7 +34,15 @@ test('openapi: served without a token, 3.1, and covers every route of the router
   assert.equal(documented, ROUTES.length);
   // The agent endpoints of docs/API.md, with their shapes.
   for (const p of ['/api/v1/agent/register', '/api/v1/agent/policy', '/api/v1/agent/flows', '/api/v1/agent/events', '/api/v1/agent/heartbeat']) assert.ok(doc.paths[p], p);
+  // A flow batch is records or the same fields as columns.
   const flows = doc.paths['/api/v1/agent/flows'].post.requestBody.content['application/json'].schema;
-  assert.deepEqual(Object.keys(flows.properties.records.items.properties).sort(), ['bytes', 'dport', 'dst', 'end', 'initiator', 'packets', 'proto', 'rule', 'sport', 'src', 'start', 'verdict']);
+  const fields = ['bytes', 'dport', 'dst', 'end', 'initiator', 'packets', 'proto', 'rule', 'sport', 'src', 'start', 'verdict'];
+  const form = (key: string) => flows.anyOf.find((f: { properties: Record<string, unknown> }) => key in f.properties).properties[key];
+  assert.deepEqual(Object.keys(form('records').items.properties).sort(), fields);
+  const columns = form('columns');
+  assert.deepEqual(Object.keys(columns.properties).sort(), fields);
+  assert.deepEqual([...columns.required].sort(), ['bytes', 'dport', 'dst', 'end', 'packets', 'proto', 'sport', 'src', 'start']);
+  assert.equal(columns.properties.dport.type, 'array');
+  assert.match(columns.description, /same length/);
   assert.ok(doc.paths['/api/v1/agent/policy'].get.responses['304']);
 });
