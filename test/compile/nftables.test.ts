@@ -203,7 +203,7 @@ test('big hash sets carry a size hint that nft accepts', { skip }, async () => {
     const h = hc.host(i);
     if (!h) continue;
     const text = compileNftables(h).text;
-    const m = /    size (\d+)\n    elements = \{ ([^}]*) \}/.exec(text);
+    const m = / {4}size (\d+)\n {4}elements = \{ ([^}]*) \}/.exec(text);
     if (!m) continue;
     assert.equal(Number(m[1]), m[2].split(', ').length, 'the hint is the element count');
     const r = nftCheck(text);
