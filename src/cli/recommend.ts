@@ -15,7 +15,7 @@ import { Evaluator } from '../engine/evaluate.js';
 import { recommend, recommendationYaml, type Recommendation } from '../recommend/index.js';
 import { readPolicyDir } from '../adapters/policy-dir.js';
 import { DuckDbFlowStore } from '../store/flows-duckdb.js';
-import { EXIT, loadDir, parseNow, printDiagnostics, UsageError, type Io } from './common.js';
+import { EXIT, parseNow, printDiagnostics, UsageError, type Io } from './common.js';
 import { parseWhen } from './map.js';
 import { plural, summary } from './render.js';
 
@@ -75,7 +75,9 @@ export async function runRecommend(opts: RecommendCliOptions, io: Io): Promise<n
     if (!r.ok) throw new UsageError(`invalid selector for ${flag} \`${text}\`: ${r.error.message}`);
   }
   const now = parseNow(opts.now);
-  const c = loadDir(opts.policy, now);
+  // Read once: compiled here, and again below with the recommendation added, for the self-check.
+  const read = readPolicyDir(opts.policy);
+  const c = { ...compilePolicy(read.sources, { now, diagnostics: read.diagnostics }), texts: read.texts };
   if (c.diagnostics.hasErrors()) {
     printDiagnostics(c.diagnostics.sorted().filter((d) => d.severity === 'error'), c.texts, io);
     io.err(`cannot recommend: the policy has problems (${summary(c.diagnostics.errorCount, c.diagnostics.warningCount)})`);
@@ -119,9 +121,8 @@ export async function runRecommend(opts: RecommendCliOptions, io: Io): Promise<n
   ]);
 
   // Self-check: the policy with the recommendation loads, and allows every edge the rules rest on.
-  const read = readPolicyDir(opts.policy);
   const doc = parse(yaml) as { rulesets: unknown[] };
-  const check = compilePolicy({ ...read.sources, docs: [...read.sources.docs, memoryDoc('(recommended)', doc)] }, { now, diagnostics: read.diagnostics });
+  const check = compilePolicy({ ...read.sources, docs: [...read.sources.docs, memoryDoc('(recommended)', doc)] }, { now });
   if (check.diagnostics.hasErrors()) {
     printDiagnostics(check.diagnostics.sorted().filter((d) => d.severity === 'error'), read.texts, io);
     io.err('internal error: the recommended rules do not load with the policy; please report this');
