@@ -24,6 +24,8 @@
  * --ingest-seconds S (10), --ingest-clients N (32), --batch N (5000),
  * --flow-form columns|records (columns: what agents send when the server takes it).
  * Bounded: every wait has a deadline; the child is killed at the end.
+ * Environment: BENCH_LOG=1 prints the server's log; BENCH_CHILD_ARGS adds Node
+ * flags to the server child (`--cpu-prof --cpu-prof-dir=DIR` profiles it).
  * File descriptors: each process holds one socket per agent; `ulimit -n`
  * must exceed the agent count (Node cannot raise it; see docs/SERVER.md).
  */
@@ -165,7 +167,7 @@ async function main(): Promise<void> {
   const flowForm = formIdx >= 0 ? process.argv[formIdx + 1] : 'columns';
   if (flowForm !== 'columns' && flowForm !== 'records') throw new Error('--flow-form is columns or records');
   const dir = mkdtempSync(join(tmpdir(), 'bulkhead-bench-server-'));
-  const child = fork(new URL(import.meta.url).pathname, ['--child', dir], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(new URL(import.meta.url).pathname, ['--child', dir], { execArgv: ['--import', 'tsx', ...(process.env.BENCH_CHILD_ARGS ? process.env.BENCH_CHILD_ARGS.split(' ') : [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const deadline = setTimeout(() => {
     console.error('bench: over the time bound (15 min), stopping');
     child.kill('SIGKILL');
@@ -212,7 +214,8 @@ async function main(): Promise<void> {
         const sent = a.etag;
         try {
           const p = await call(url, a.token, 'GET', '/api/v1/agent/policy?wait=60', {
-            headers: { 'if-none-match': `"${sent}"` },
+            // As the agent asks: gzip (a simulated agent reads the ETag and counts the bytes; it neither inflates nor applies).
+            headers: { 'if-none-match': `"${sent}"`, 'accept-encoding': 'gzip' },
             onHead: (status, etag) => {
               if (status === 200 && etag !== sent && current && !current.got.has(i)) current.got.set(i, performance.now() - current.start);
             },
@@ -254,7 +257,7 @@ async function main(): Promise<void> {
         `${what}: ${waiting} polls waiting; the change took ${changeMs.toFixed(0)} ms to answer; ${affected} agents affected, ${m.got.size} got the new ETag: ` +
           `p50 ${pct(lat, 0.5).toFixed(0)} ms, p99 ${pct(lat, 0.99).toFixed(0)} ms, max ${Math.max(...lat).toFixed(0)} ms (target p99 ≤ 2000 ms: ${pct(lat, 0.99) <= 2000 ? 'met' : 'NOT met'}, ratio ${(pct(lat, 0.99) / 2000).toFixed(2)}); ` +
           `the server wrote those answers at p50 ${pct(written, 0.5).toFixed(0)} ms, p99 ${pct(written, 0.99).toFixed(0)} ms; ` +
-          `${((received - bytes0) / 1048576).toFixed(0)} MiB of rulesets received; ruleset cache ${texts.entries} texts, ${(texts.bytes / 1048576).toFixed(0)} MiB (${texts.shared} shared pieces, ${(texts.sharedBytes / 1048576).toFixed(0)} MiB), ${compiles} compiles so far`,
+          `${((received - bytes0) / 1048576).toFixed(0)} MiB of rulesets received (gzip); ruleset cache ${texts.entries} texts, ${(texts.bytes / 1048576).toFixed(0)} MiB (${texts.shared} shared pieces, ${(texts.sharedBytes / 1048576).toFixed(0)} MiB), ${compiles} compiles so far`,
       );
     };
     const app = doc.rulesets.find((rs) => /app ==/.test(rs.scope) && rs.rules.length > 0)!;
@@ -322,6 +325,7 @@ async function main(): Promise<void> {
   } finally {
     clearTimeout(deadline);
     http.destroy();
+    if (child.exitCode === null && process.env.BENCH_CHILD_ARGS) await new Promise((res) => { child.once('exit', res); setTimeout(res, 20000); });
     if (child.exitCode === null) child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   }

@@ -6,6 +6,7 @@
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { gunzipSync } from 'node:zlib';
 
 /** One flow as the agent reports it (`AgentFlow` of docs/API.md). */
 export interface AgentFlow {
@@ -282,6 +283,8 @@ export class AgentClient {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const headers: Record<string, string> = {
       accept: 'application/json',
+      // Rulesets come gzipped: addresses shrink several times over.
+      'accept-encoding': 'gzip',
       authorization: `Bearer ${this.options.token}`,
       ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}),
       ...opts.headers,
@@ -301,7 +304,17 @@ export class AgentClient {
         res.on('error', (e) => reject(new AgentHttpError(`${what}: ${e.message}`, 0)));
         res.on('end', () => {
           clearTimeout(timer);
-          const reply = { status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') };
+          let raw = Buffer.concat(chunks);
+          if (res.headers['content-encoding'] === 'gzip') {
+            try {
+              raw = gunzipSync(raw, { maxOutputLength: MAX_REPLY });
+            } catch (e) {
+              return reject(new AgentHttpError(`${what}: the gzipped answer could not be read: ${(e as Error).message}`, 502));
+            }
+          } else if (res.headers['content-encoding'] !== undefined && res.headers['content-encoding'] !== 'identity') {
+            return reject(new AgentHttpError(`${what}: the answer has an encoding this agent does not read: ${res.headers['content-encoding']}`, 502));
+          }
+          const reply = { status: res.statusCode ?? 0, headers: res.headers, body: raw.toString('utf8') };
           if (reply.status >= 200 && reply.status < 300) return resolve(reply);
           if (reply.status === 304) return resolve(reply);
           reject(errorOf(what, reply));

@@ -150,6 +150,44 @@ export function loadPolicy(sources: PolicySources, options: LoadOptions = {}): L
   return { policy: { taxonomy, defaultMode, workloads, iplists, services, rules, modes }, diagnostics: diags };
 }
 
+/**
+ * Adds override documents to a policy already loaded, checked against its
+ * names and taxonomy, without loading the rest again: the server adds a
+ * break-glass override to a version of thousands of workloads this way.
+ * `extra` may hold only `overrides` (a caller's mistake otherwise: thrown).
+ * The new overrides come first in the override tier, before the base's own,
+ * as if their documents came first in {@link loadPolicy}; base rules that
+ * expired by `now` are left out, with the warning `loadPolicy` gives.
+ */
+export function extendPolicy(base: LoadResult, extra: readonly SourceDoc[], options: LoadOptions = {}): LoadResult {
+  const diags = new Diagnostics();
+  diags.items.push(...base.diagnostics.items);
+  const now = options.now ?? new Date();
+  const s = readSections(extra, diags);
+  for (const name of Object.keys(ITEM_WORDS) as SectionName[]) {
+    if (name !== 'overrides' && s[name].length > 0) throw new Error(`extendPolicy: only overrides can be added to a loaded policy, not ${name}`);
+  }
+  const p = base.policy;
+  const names = { workloads: new Set(p.workloads.map((w) => w.name)), iplists: p.iplists, services: p.services };
+  const added = buildRules(s, { names, labels: new LabelChecker(p.taxonomy, diags), now, broken: s.broken }, diags);
+  const ids = new Set(p.rules.map((r) => r.id));
+  const fresh = added.filter((r) => {
+    if (!ids.has(r.id)) return true;
+    diags.error('BH201', `rule id ${q(r.id)} is used twice`, r.loc, 'the policy already has a rule with this id; rule ids are unique across the policy');
+    return false;
+  });
+  const shift = s.overrides.length;
+  const kept: Rule[] = [];
+  for (const r of p.rules) {
+    if (r.expires && r.expires.getTime() <= now.getTime()) {
+      diags.warning('BH701', `override ${q(r.id)} expired at ${r.expires.toISOString()}`, r.loc, 'it is ignored; remove it, or extend `expires` if it is still needed');
+      continue;
+    }
+    kept.push(r.tier === 'override' && shift > 0 ? { ...r, order: r.order + shift } : r);
+  }
+  return { policy: { ...p, rules: [...fresh, ...kept] }, diagnostics: diags };
+}
+
 /** The inventory files named by `inventory:` sections, resolved against each document's folder. */
 export function inventoryRefs(docs: readonly SourceDoc[]): { path: string; loc: Loc }[] {
   const out: { path: string; loc: Loc }[] = [];

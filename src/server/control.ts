@@ -8,14 +8,14 @@ import { randomBytes } from 'node:crypto';
 import { formatPrefix, IpSet, type Prefix } from '../netset/ip.js';
 import { Evaluator } from '../engine/evaluate.js';
 import type { Failsafe } from '../compile/nftables.js';
-import type { Compiled } from '../policy/index.js';
+import type { Compiled, LoadResult } from '../policy/index.js';
 import type { FlowStore } from '../store/flows.js';
 import { SyslogSink, WebhookSink, type Alert, type Sink } from './alerts.js';
 import { AuditLog } from './audit.js';
 import { Tokens, type Principal } from './auth.js';
 import type { Db } from './db.js';
 import { ApiError } from './http.js';
-import { apiDiagnostic, compileDoc, PolicyStore, type ApiDiagnostic, type PolicyDoc } from './policy.js';
+import { apiDiagnostic, compileDoc, loadDoc, PolicyStore, type ApiDiagnostic, type PolicyDoc } from './policy.js';
 import { AgentPolicies, Generation, TextCache } from './rulesets.js';
 import { FlowIngest, violationAlert } from './telemetry.js';
 
@@ -53,6 +53,8 @@ export class ControlPlane {
   readonly ingest: FlowIngest;
   readonly sinks = new Map<string, Sink>();
   private genCounter = 0;
+  /** The active version as loaded (no overrides of break-glass), kept for {@link compileActive}. */
+  private activeLoad?: { version: number; loaded: LoadResult };
   private nextExpiry = Infinity;
   private expiryTimer?: ReturnType<typeof setTimeout>;
   private alertTimer?: ReturnType<typeof setInterval>;
@@ -111,13 +113,18 @@ export class ControlPlane {
     return rows.map((row) => ({ row, item: breakglassItem(row) }));
   }
 
-  /** Compiles the active version with the live break-glass overrides (and `extra`, first). */
+  /**
+   * Compiles the active version with the live break-glass overrides (and
+   * `extra`, first). The version's load is kept: only the overrides are
+   * loaded again, so a break-glass costs the IR, not a reload.
+   */
   compileActive(now: number, extra: Record<string, unknown>[] = []): { version: number; compiled?: Compiled; breakglass: string[] } {
     const active = this.policy.active();
     const live = this.liveBreakglass(now);
     if (!active) return { version: 0, breakglass: [] };
     const items = [...live.map((l) => l.item), ...extra];
-    return { version: active.version, compiled: compileDoc(active.doc, { now, overrides: items }), breakglass: live.map((l) => l.row.id) };
+    if (this.activeLoad?.version !== active.version) this.activeLoad = { version: active.version, loaded: loadDoc(active.doc, now) };
+    return { version: active.version, compiled: compileDoc(active.doc, { now, overrides: items, base: this.activeLoad.loaded }), breakglass: live.map((l) => l.row.id) };
   }
 
   /** Makes a new generation (from `prepared`, or compiled now) and wakes the agents it changes. */
@@ -180,6 +187,7 @@ export class ControlPlane {
       this.record(who, o.action, `version/${v.version}`, { version: v.version, digest: v.digest, message: o.message, ...(o.rollbackOf !== undefined ? { rollbackOf: o.rollbackOf } : {}), ...(o.draftRevision !== undefined ? { draftRevision: o.draftRevision } : {}) });
       return v;
     });
+    this.activeLoad = { version: info.version, loaded: checked.loaded };
     const live = this.liveBreakglass(now);
     this.rebuild(live.length === 0 ? { version: info.version, compiled: checked, breakglass: [] } : undefined, now);
     return { version: info.version, digest: info.digest, warnings: checked.diagnostics.items.filter((d) => d.severity === 'warning').map(apiDiagnostic).slice(0, 100) };

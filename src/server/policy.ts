@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { Diagnostics, type Diagnostic } from '../model/diagnostic.js';
 import { parseSelector, type SelectorNode } from '../model/selector.js';
-import { compilePolicy, type Compiled } from '../policy/index.js';
+import { compileLoaded, compilePolicy, extendPolicy, loadPolicy, type Compiled, type LoadResult } from '../policy/index.js';
 import { SECTIONS, type SectionName } from '../policy/schema.js';
 import type { Path, SourceDoc } from '../policy/source.js';
 import { canonicalJson } from './audit.js';
@@ -53,12 +53,22 @@ export function apiDiagnostic(d: Diagnostic): ApiDiagnostic {
 /**
  * Compiles a document with the CLI's loader, after the given override items
  * (break-glass: they come first in the override tier). `now` judges expiry.
+ * With `base` (the document as loaded before: {@link Compiled.loaded}), only
+ * the override items are loaded, on top of it.
  */
-export function compileDoc(doc: PolicyDoc, o: { now: number; overrides?: readonly unknown[] } = { now: Date.now() }): Compiled {
-  const docs: SourceDoc[] = [];
-  if (o.overrides && o.overrides.length > 0) docs.push(jsonDoc('/breakglass', { overrides: o.overrides }));
-  docs.push(jsonDoc('', doc));
-  return compilePolicy({ docs }, { now: new Date(o.now), diagnostics: new Diagnostics() });
+export function compileDoc(doc: PolicyDoc, o: { now: number; overrides?: readonly unknown[]; base?: LoadResult } = { now: Date.now() }): Compiled {
+  const extra = o.overrides && o.overrides.length > 0 ? [jsonDoc('/breakglass', { overrides: o.overrides })] : [];
+  if (o.base) {
+    const t0 = performance.now();
+    const loaded = extendPolicy(o.base, extra, { now: new Date(o.now) });
+    return compileLoaded(loaded, performance.now() - t0);
+  }
+  return compilePolicy({ docs: [...extra, jsonDoc('', doc)] }, { now: new Date(o.now), diagnostics: new Diagnostics() });
+}
+
+/** Loads a document (no IR): a base for {@link compileDoc}. */
+export function loadDoc(doc: PolicyDoc, now: number): LoadResult {
+  return loadPolicy({ docs: [jsonDoc('', doc)] }, { now: new Date(now) });
 }
 
 /** `sha256:` and the hex digest of the document's canonical JSON. */

@@ -18,7 +18,7 @@ import type { ControlPlane, BreakGlassRow } from './control.js';
 import { ApiError, badRequest, conflict, forbidden, intParam, notFound, timeParam, type Reply, type Request, type Route } from './http.js';
 import { buildOpenApi } from './openapi.js';
 import { apiDiagnostic, checkAppOwnerRuleset, checkSection, checkShape, compileDoc, ifMatchRevision, PreconditionFailed, SECTION_NAMES, type PolicyDoc } from './policy.js';
-import { bareEtag } from './rulesets.js';
+import { acceptsGzip, bareEtag } from './rulesets.js';
 import {
   AgentCreateBody,
   BreakGlassBody,
@@ -544,7 +544,7 @@ export const ROUTES: readonly Route<Ctx>[] = [
     handler: (req, ctx) => {
       const wait = intParam(req.query, 'wait', 0, 60) ?? 0;
       ctx.cp.generation(); // expire what is due first
-      ctx.cp.agents.handle({ workload: ctx.who.workload!, agentId: ctx.who.tokenId, etag: bareEtag(req.headers['if-none-match']), waitMs: wait * 1000, res: req.res });
+      ctx.cp.agents.handle({ workload: ctx.who.workload!, agentId: ctx.who.tokenId, etag: bareEtag(req.headers['if-none-match']), waitMs: wait * 1000, res: req.res, gzip: acceptsGzip(req.headers['accept-encoding']) });
       return { raw: true };
     },
   },

@@ -26,6 +26,7 @@
  * the workloads that the rules it added or removed name first.
  */
 import { createHash } from 'node:crypto';
+import { crc32, gzipSync } from 'node:zlib';
 import type { ServerResponse } from 'node:http';
 import type { IpSet } from '../netset/ip.js';
 import type { ConnSet } from '../netset/connset.js';
@@ -267,6 +268,8 @@ export interface Piece {
   /** The {@link TextCache.epoch} the key was set in. */
   epoch: number;
   readonly buf: Buffer;
+  /** `buf` as one gzip member, made when a first agent asks for gzip. */
+  gz?: Buffer;
   /** Cached texts holding it (a text holding it twice counts twice). */
   refs: number;
 }
@@ -281,8 +284,11 @@ export interface Text {
   /** Bytes of `rest`. */
   readonly length: number;
   /** Bytes of this text's own pieces (what evicting it frees, besides shared pieces no other text holds). */
-  readonly own: number;
+  own: number;
   readonly pieces: readonly Piece[];
+  /** `rest` as gzip members (shared pieces' members shared too), made when a first agent asks for gzip. */
+  gz?: readonly Buffer[];
+  gzLength?: number;
 }
 
 /** Pieces at least this long are shared between texts (by content); shorter ones are copied into the text's own buffers. */
@@ -395,6 +401,41 @@ export class TextCache {
     return { header, representative: workload, rest, length: rest.reduce((n, b) => n + b.length, 0), own, pieces };
   }
 
+  /**
+   * The text as gzip members, one per piece: concatenated members are one
+   * valid gzip stream (RFC 1952 section 2.2), so each shared piece is
+   * compressed once for every text and answer that holds it, and an answer
+   * costs only its own head's compression. `t` as {@link get} has just
+   * returned it.
+   */
+  gzipped(t: Text): { parts: readonly Buffer[]; length: number } {
+    if (!t.gz) {
+      const shared = new Map<Buffer, Piece>(t.pieces.map((p) => [p.buf, p]));
+      let own = 0;
+      const gz = t.rest.map((b) => {
+        const p = shared.get(b);
+        if (!p) {
+          // Own runs: compressed when long enough to pay for a zlib stream, else stored.
+          const z = b.length >= GZIP_MIN ? gzipSync(b, GZIP) : storedGzip(b);
+          own += z.length;
+          return z;
+        }
+        if (!p.gz) {
+          p.gz = gzipSync(p.buf, GZIP);
+          if (this.shared.get(p.key) === p) this.sharedBytes += p.gz.length;
+        }
+        return p.gz;
+      });
+      t.gz = gz;
+      t.gzLength = gz.reduce((n, b) => n + b.length, 0);
+      // Counted as the text's own: evicting the text frees them. (`t` is cached: get() has just returned it.)
+      this.ownBytes += own;
+      t.own += own;
+      this.evict();
+    }
+    return { parts: t.gz, length: t.gzLength! };
+  }
+
   private evict(): void {
     for (const [k, v] of this.map) {
       if (this.ownBytes + this.sharedBytes <= this.maxBytes || this.map.size <= 1) break;
@@ -403,7 +444,7 @@ export class TextCache {
       for (const p of v.pieces) {
         if (--p.refs > 0) continue;
         this.shared.delete(p.key);
-        this.sharedBytes -= p.buf.length;
+        this.sharedBytes -= p.buf.length + (p.gz?.length ?? 0);
       }
     }
   }
@@ -419,14 +460,61 @@ export class TextCache {
   }
 }
 
-/** The `200` body of `GET /agent/policy` in pieces (the head per workload, the text's buffers shared). */
-export function policyBody(gen: Generation, e: WorkloadEntry, t: Text): Buffer[] {
+/**
+ * The `200` body of `GET /agent/policy` in pieces (the head per workload, the
+ * text's buffers shared), or with `gzip` as gzip members (see {@link TextCache.gzipped}).
+ */
+export function policyBody(gen: Generation, e: WorkloadEntry, t: Text, gzip?: TextCache): Buffer[] {
   const header = t.header.split(t.representative).join(e.workload);
-  const head = `{"etag":${JSON.stringify(e.etag)},"version":${gen.version},"workload":${JSON.stringify(e.workload)},"mode":${JSON.stringify(e.mode)},"format":"nftables","ruleset":${JSON.stringify(header).slice(0, -1)}`;
-  return [Buffer.from(head), ...t.rest, BODY_END];
+  const head = Buffer.from(`{"etag":${JSON.stringify(e.etag)},"version":${gen.version},"workload":${JSON.stringify(e.workload)},"mode":${JSON.stringify(e.mode)},"format":"nftables","ruleset":${JSON.stringify(header).slice(0, -1)}`);
+  if (gzip) return [storedGzip(head), ...gzip.gzipped(t).parts, BODY_END_GZ];
+  return [head, ...t.rest, BODY_END];
 }
 
 const BODY_END = Buffer.from('"}');
+/** Fast compression: set elements (addresses) shrink several times over at any level. */
+const GZIP = { level: 1 } as const;
+const BODY_END_GZ = storedGzip(BODY_END);
+/** Own runs shorter than this are stored, not compressed (a zlib stream's set-up costs more than they would save). */
+const GZIP_MIN = 2048;
+
+/**
+ * `data` as a gzip member that stores it uncompressed (deflate's stored
+ * blocks, RFC 1951 section 3.2.4): for the short parts of an answer (its head,
+ * a text's own lines), where making a zlib stream costs more than the bytes
+ * it would save. Written here because zlib makes no member without its
+ * deflate state; this is 20 lines of framing and a CRC-32.
+ */
+export function storedGzip(data: Buffer): Buffer {
+  const blocks = Math.max(1, Math.ceil(data.length / 65535));
+  const out = Buffer.allocUnsafe(10 + blocks * 5 + data.length + 8);
+  // ID1 ID2, CM = deflate, no flags, no time, XFL 0, OS unknown.
+  out.set([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff], 0);
+  let at = 10;
+  for (let b = 0; b < blocks; b++) {
+    const from = b * 65535;
+    const len = Math.min(65535, data.length - from);
+    out[at] = b === blocks - 1 ? 1 : 0; // BFINAL, BTYPE 00 (stored); the block's data starts at the next byte
+    out.writeUInt16LE(len, at + 1);
+    out.writeUInt16LE(~len & 0xffff, at + 3);
+    data.copy(out, at + 5, from, from + len);
+    at += 5 + len;
+  }
+  out.writeUInt32LE(crc32(data), at);
+  out.writeUInt32LE(data.length % 4294967296, at + 4);
+  return out;
+}
+
+/** Whether an `Accept-Encoding` header takes gzip (not refused with `q=0`). */
+export function acceptsGzip(v: string | string[] | undefined): boolean {
+  const s = Array.isArray(v) ? v.join(',') : (v ?? '');
+  return s.split(',').some((part) => {
+    const [coding, ...params] = part.trim().toLowerCase().split(';');
+    if (coding.trim() !== 'gzip' && coding.trim() !== '*') return false;
+    const q = params.map((x) => x.trim()).find((x) => x.startsWith('q='));
+    return q === undefined || Number(q.slice(2)) > 0;
+  });
+}
 
 /** Normalizes an `If-None-Match` value to a bare ETag. */
 export function bareEtag(v: string | string[] | undefined): string | undefined {
@@ -442,6 +530,8 @@ interface Waiter {
   readonly agentId: string;
   readonly etag: string | undefined;
   readonly res: ServerResponse;
+  /** The request took gzip. */
+  readonly gzip: boolean;
   timer?: ReturnType<typeof setTimeout>;
   done: boolean;
 }
@@ -520,9 +610,9 @@ export class AgentPolicies {
    * Answers `GET /agent/policy` for a workload: at once when its ETag differs
    * from `etag`, else after the change or `waitMs` (304).
    */
-  handle(o: { workload: string; agentId: string; etag: string | undefined; waitMs: number; res: ServerResponse }): void {
+  handle(o: { workload: string; agentId: string; etag: string | undefined; waitMs: number; res: ServerResponse; gzip?: boolean }): void {
     const e = this.gen.entry(o.workload);
-    const waiter: Waiter = { workload: o.workload, agentId: o.agentId, etag: o.etag, res: o.res, done: false };
+    const waiter: Waiter = { workload: o.workload, agentId: o.agentId, etag: o.etag, res: o.res, gzip: o.gzip ?? false, done: false };
     if (o.etag !== e.etag) {
       this.answer(waiter, this.gen, e);
       return;
@@ -575,10 +665,10 @@ export class AgentPolicies {
     if (w.done) return;
     this.drop(w);
     if (w.res.destroyed || w.res.headersSent) return;
-    const parts = policyBody(gen, e, this.texts.get(e));
+    const parts = policyBody(gen, e, this.texts.get(e), w.gzip ? this.texts : undefined);
     const length = parts.reduce((n, p) => n + p.length, 0);
     const res = w.res;
-    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': String(length), etag: `"${e.etag}"`, 'cache-control': 'no-store' });
+    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': String(length), etag: `"${e.etag}"`, 'cache-control': 'no-store', vary: 'accept-encoding', ...(w.gzip ? { 'content-encoding': 'gzip' } : {}) });
     res.cork();
     for (let i = 0; i < parts.length - 1; i++) res.write(parts[i]);
     res.end(parts[parts.length - 1]);

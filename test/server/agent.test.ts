@@ -6,6 +6,7 @@ import { compileNftables } from '../../src/compile/nftables.js';
 import { parsePrefix } from '../../src/netset/ip.js';
 import { compileDoc } from '../../src/server/policy.js';
 import { generateEstate } from '../../src/generate/index.js';
+import { gunzipSync } from 'node:zlib';
 import { client, smallDoc, testServer, until } from './helpers.js';
 
 async function setup(t: { after: (f: () => Promise<void>) => void }, o = {}) {
@@ -29,6 +30,13 @@ test('policy: the ruleset of its own workload with the control plane failsafe; E
   assert.deepEqual(reg.body, { workload: 'shop-web-1', pollSeconds: 30, inPolicy: true, policyAddresses: ['10.1.0.10/32'], flowFormats: ['records', 'columns'] });
   const p = await web.call('GET', '/api/v1/agent/policy');
   assert.equal(p.status, 200);
+  // fetch asks for gzip (and inflates): the ruleset comes gzipped; asked for none, or refused with q=0, it comes plain.
+  assert.equal(p.headers.get('content-encoding'), 'gzip');
+  for (const ae of ['identity', 'gzip;q=0']) {
+    const plain = await web.call('GET', '/api/v1/agent/policy', undefined, { 'accept-encoding': ae });
+    assert.equal(plain.headers.get('content-encoding'), null, ae);
+    assert.equal(plain.text, p.text, 'the same body either way');
+  }
   assert.equal(p.body.workload, 'shop-web-1');
   assert.equal(p.body.version, 1);
   assert.equal(p.body.mode, 'enforce');
@@ -231,13 +239,13 @@ test('rulesets: set elements are shared between texts as one buffer each, need n
   const failsafe = { controlPlane: [(parsePrefix('10.99.0.5') as { prefix: import('../../src/netset/ip.js').Prefix }).prefix], managementPorts: [{ proto: 6, port: 22 }] };
   const check = (cache: InstanceType<typeof TextCache>) => {
     // The bytes held: every cached text's own pieces, and each shared piece once.
-    const pieces = new Set<Buffer>();
+    const pieces = new Set<{ buf: Buffer; gz?: Buffer }>();
     let own = 0;
     for (const t of cache.cached()) {
       own += t.own;
-      for (const p of t.pieces) pieces.add(p.buf);
+      for (const p of t.pieces) pieces.add(p);
     }
-    const shared = [...pieces].reduce((n, b) => n + b.length, 0);
+    const shared = [...pieces].reduce((n, p) => n + p.buf.length + (p.gz?.length ?? 0), 0);
     assert.deepEqual(cache.size, { entries: [...cache.cached()].length, bytes: own + shared, shared: pieces.size, sharedBytes: shared });
   };
   const big = new TextCache(1 << 30, failsafe);
@@ -259,6 +267,21 @@ test('rulesets: set elements are shared between texts as one buffer each, need n
   }
   check(big);
   assert.ok(big.size.shared > 10 && big.size.bytes < total, `shared: ${JSON.stringify(big.size)}, ${total} bytes of texts`);
+  // Gzipped: each answer is a run of gzip members (shared pieces compressed once) that inflates to the plain body.
+  let plainBytes = 0;
+  let gzBytes = 0;
+  for (const w of c.ir.workloads) {
+    const e = gen.entry(w.name);
+    const t = big.get(e);
+    const plain = Buffer.concat(policyBody(gen, e, t));
+    const gz = Buffer.concat(policyBody(gen, e, t, big));
+    assert.ok(gunzipSync(gz).equals(plain), w.name);
+    plainBytes += plain.length;
+    gzBytes += gz.length;
+    for (const p of t.pieces) assert.ok(p.gz && gunzipSync(p.gz).equals(p.buf));
+  }
+  assert.ok(gzBytes * 3 < plainBytes, `gzip: ${gzBytes} bytes for ${plainBytes}`);
+  check(big);
   // A newer generation with an override on every host: new signatures, new string objects with the same set
   // contents, which find the buffers they had.
   const now = Date.now();
@@ -275,10 +298,29 @@ test('rulesets: set elements are shared between texts as one buffer each, need n
   check(big);
   // A small cache evicts and keeps its accounting exact.
   const small = new TextCache(256 << 10, failsafe);
-  for (const w of c.ir.workloads) {
-    small.get(gen.entry(w.name));
+  for (const [i, w] of c.ir.workloads.entries()) {
+    const t = small.get(gen.entry(w.name));
+    if (i % 2 === 0) small.gzipped(t);
     assert.ok(small.size.bytes <= 256 << 10 || small.size.entries === 1);
   }
   check(small);
   assert.ok(small.compiles > small.size.entries);
+});
+
+test('gzip: members that store bytes inflate to them, at any length; Accept-Encoding is read with its q-values', async () => {
+  const { storedGzip, acceptsGzip } = await import('../../src/server/rulesets.js');
+  for (const n of [0, 1, 1000, 65535, 65536, 300001]) {
+    const data = Buffer.alloc(n);
+    for (let i = 0; i < n; i++) data[i] = (i * 7919) & 255;
+    const joined = gunzipSync(Buffer.concat([storedGzip(data), storedGzip(Buffer.from('end'))]));
+    assert.ok(joined.subarray(0, n).equals(data) && joined.subarray(n).toString() === 'end', `${n} bytes`);
+  }
+  assert.equal(acceptsGzip('gzip'), true);
+  assert.equal(acceptsGzip('br, gzip;q=0.5'), true);
+  assert.equal(acceptsGzip('*'), true);
+  assert.equal(acceptsGzip('GZIP'), true);
+  assert.equal(acceptsGzip('gzip;q=0'), false);
+  assert.equal(acceptsGzip('identity'), false);
+  assert.equal(acceptsGzip(undefined), false);
+  assert.equal(acceptsGzip(['deflate', 'gzip']), true);
 });
