@@ -13,7 +13,8 @@ import { createDecoder, NetflowFileDecoder, type DecoderName, type DecoderOption
 import type { NetflowStats } from '../flows/formats/netflow.js';
 import { BadRecords, FLOW_BATCH_COLUMNS, FlowBatch, FlowOut, type BadRecord, type FlowBatchColumns } from '../flows/record.js';
 import { foldPorts, ServerInference, type PortRange } from '../flows/attribute.js';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, workerData, type Worker } from 'node:worker_threads';
+import { spawnModule } from './worker.js';
 
 /** Progress of one file, for a progress bar. */
 export interface FileProgress {
@@ -283,17 +284,9 @@ export function readFlowFilesInWorker(
   });
 }
 
-/**
- * A worker running this module. Built code (`.js`) loads directly; when this
- * module runs as TypeScript (tests, benchmarks under tsx), the worker first
- * registers tsx's loader, which Node 20 does not carry into workers.
- */
+/** A worker running this module. */
 function spawnSelf(input: WorkerInput): Worker {
-  const self = import.meta.url;
-  if (!self.endsWith('.ts')) return new Worker(new URL(self), { workerData: input });
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const code = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(self)}); });`;
-  return new Worker(code, { eval: true, workerData: input });
+  return spawnModule(import.meta.url, input);
 }
 
 /** The worker's side of {@link readFlowFilesInWorker}. */

@@ -16,7 +16,7 @@ import { networkInterfaces } from 'node:os';
 import { dirname, join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { parsePrefix, type Prefix } from '../netset/ip.js';
-import { DuckDbFlowStore } from '../store/flows-duckdb.js';
+import { WorkerFlowStore } from '../store/worker.js';
 import type { FlowStore } from '../store/flows.js';
 import { allows, RateLimiter, type Principal } from './auth.js';
 import { ControlPlane, SYSTEM } from './control.js';
@@ -135,7 +135,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   } else mkdirSync(dirname(storePath), { recursive: true });
   let store: FlowStore;
   try {
-    store = await DuckDbFlowStore.open(storePath, { memoryLimit: options.storeMemory ?? '512MB' });
+    // In a thread of its own: DuckDB's synchronous calls never hold up the API.
+    store = await WorkerFlowStore.open(storePath, { memoryLimit: options.storeMemory ?? '512MB' });
   } catch (e) {
     db.close();
     throw e;

@@ -1,0 +1,81 @@
+/** The flow store in a worker thread answers exactly as the store on the caller's thread, and fails loudly. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { foldPorts, ServerInference } from '../../src/flows/attribute.js';
+import { decodeAll } from '../../src/flows/formats/index.js';
+import { FlowBatch, type FlowRecord } from '../../src/flows/record.js';
+import { DuckDbFlowStore } from '../../src/store/flows-duckdb.js';
+import { WorkerFlowStore } from '../../src/store/worker.js';
+import type { FlowStore } from '../../src/store/flows.js';
+import { fixture } from '../flows/util.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'bulkhead-wstore-'));
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Appends records in one run of batches of `size` (the batch object is reused, as callers do), oriented and folded. */
+async function ingest(store: FlowStore, records: readonly FlowRecord[], size: number) {
+  const infer = new ServerInference();
+  const run = await store.beginIngest('test');
+  const b = new FlowBatch(size);
+  const server = new Uint8Array(size);
+  const port = new Uint16Array(size);
+  for (let k = 0; k < records.length; k += size) {
+    const part = records.slice(k, k + size);
+    part.forEach((r, i) => b.set(i, r));
+    b.length = part.length;
+    infer.orient(b, server);
+    foldPorts(b, server, port);
+    run.append(b, server, port);
+  }
+  return run.finish();
+}
+
+const show = (v: unknown) => JSON.stringify(v, (_, x) => (typeof x === 'bigint' ? `${x}n` : x));
+
+test('worker store: the same flows, edges, stats and retention as the store on this thread', async () => {
+  const records = [...decodeAll('aws-vpc', fixture('aws-vpc-v2.log')).records, ...decodeAll('conntrack', fixture('conntrack-L.txt')).records];
+  assert.ok(records.some((r) => typeof r.src === 'bigint'), 'IPv6 rows too');
+  const local = await DuckDbFlowStore.open(join(dir, 'local.duckdb'));
+  const remote = await WorkerFlowStore.open(join(dir, 'remote.duckdb'));
+  try {
+    for (const size of [3, 1000]) {
+      const a = await ingest(local, records, size);
+      const b = await ingest(remote, records, size);
+      assert.deepEqual({ ...b, aggregateMs: 0 }, { ...a, aggregateMs: 0 });
+    }
+    assert.equal(show(await remote.flows({ limit: 100000 })), show(await local.flows({ limit: 100000 })));
+    assert.equal(show(await remote.edges()), show(await local.edges()));
+    assert.equal(show(await remote.edges({ proto: 6, port: 443 })), show(await local.edges({ proto: 6, port: 443 })));
+    await local.setRetentionDays(1);
+    await remote.setRetentionDays(1);
+    assert.deepEqual(await remote.stats(), await local.stats());
+    const now = Math.max(...records.map((r) => r.end)) + 2 * 86400000;
+    assert.deepEqual(await remote.applyRetention(now), await local.applyRetention(now));
+    assert.deepEqual(await remote.stats(), await local.stats());
+    assert.equal(remote.bucketMs, local.bucketMs);
+    // A finished run refuses more.
+    const run = await remote.beginIngest('again');
+    await run.finish();
+    assert.throws(() => run.append(new FlowBatch(1), new Uint8Array(1), new Uint16Array(1)), /finished/);
+  } finally {
+    await local.close();
+    await remote.close();
+  }
+  await assert.rejects(remote.stats(), /closed/);
+});
+
+test('worker store: a store that cannot open says why; a dead thread fails every call', async () => {
+  const bad = join(dir, 'not-a-store.duckdb');
+  writeFileSync(bad, 'this is not a DuckDB file');
+  await assert.rejects(WorkerFlowStore.open(bad), (e: Error) => e.message.length > 0 && !/stopped/.test(e.message));
+  const store = await WorkerFlowStore.open(join(dir, 'dies.duckdb'));
+  const pending = store.edges();
+  // What a crash of the thread looks like from here.
+  await (store as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+  await assert.rejects(pending, /stopped/);
+  await assert.rejects(store.stats(), /stopped/);
+  await assert.rejects(store.beginIngest('x'), /stopped/);
+});
