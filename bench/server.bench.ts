@@ -13,8 +13,8 @@
  *    asked once the new ETags stop coming, as counting costs the server an
  *    ETag per workload) must get one; when the server wrote those answers is
  *    shown too, to tell its share of the latency from the agents';
- * 3. flow ingest: agents post batches (as columns, as the agent sends them to
- *    this server; `--flow-form records` for the other form) for a fixed
+ * 3. flow ingest: agents post batches (binary, as the agent sends them to
+ *    this server; `--flow-form columns|records` for the JSON forms) for a fixed
  *    time; records/s acknowledged (target ≥ 200k/s), then the store's count
  *    must equal what was acknowledged;
  * 4. the server's peak RSS (target ≤ 1 GB), with what V8 held at the
@@ -22,7 +22,7 @@
  *
  * Options: --workloads N (10000), --agents N (= workloads), --rules N (1000),
  * --ingest-seconds S (10), --ingest-clients N (32), --batch N (5000),
- * --flow-form columns|records (columns: what agents send when the server takes it).
+ * --flow-form binary|columns|records (binary: what agents send when the server takes it).
  * Bounded: every wait has a deadline; the child is killed at the end.
  * Environment: BENCH_LOG=1 prints the server's log; BENCH_CHILD_ARGS adds Node
  * flags to the server child (`--cpu-prof --cpu-prof-dir=DIR` profiles it).
@@ -35,6 +35,7 @@ import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { flowColumns, type AgentFlow } from '../src/agent/client.js';
+import { encodeFlowBatch, FLOW_WIRE_TYPE } from '../src/flows/wire.js';
 import { generateEstate } from '../src/generate/index.js';
 
 const arg = (name: string, def: number) => {
@@ -126,9 +127,9 @@ let received = 0;
 
 const http = new Agent({ keepAlive: true, maxSockets: 20000, maxFreeSockets: 20000 });
 
-function call(url: string, token: string, method: string, path: string, o: { body?: string; headers?: Record<string, string>; keepBody?: boolean; onHead?: (status: number, etag?: string) => void; timeoutMs?: number } = {}): Promise<Resp> {
+function call(url: string, token: string, method: string, path: string, o: { body?: string | Uint8Array; headers?: Record<string, string>; keepBody?: boolean; onHead?: (status: number, etag?: string) => void; timeoutMs?: number } = {}): Promise<Resp> {
   return new Promise((resolve, reject) => {
-    const r = request(url + path, { method, agent: http, headers: { authorization: `Bearer ${token}`, ...(o.body ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(o.body)) } : {}), ...(o.headers ?? {}) }, timeout: o.timeoutMs ?? 120000 }, (res) => {
+    const r = request(url + path, { method, agent: http, headers: { authorization: `Bearer ${token}`, ...(o.body ? { 'content-type': typeof o.body === 'string' ? 'application/json' : FLOW_WIRE_TYPE, 'content-length': String(Buffer.byteLength(o.body)) } : {}), ...(o.headers ?? {}) }, timeout: o.timeoutMs ?? 120000 }, (res) => {
       const etag = res.headers.etag?.replace(/"/g, '');
       o.onHead?.(res.statusCode!, etag);
       const chunks: Buffer[] = [];
@@ -164,8 +165,8 @@ async function main(): Promise<void> {
   const ingestClients = arg('ingest-clients', 32);
   const batch = arg('batch', 5000);
   const formIdx = process.argv.indexOf('--flow-form');
-  const flowForm = formIdx >= 0 ? process.argv[formIdx + 1] : 'columns';
-  if (flowForm !== 'columns' && flowForm !== 'records') throw new Error('--flow-form is columns or records');
+  const flowForm = formIdx >= 0 ? process.argv[formIdx + 1] : 'binary';
+  if (flowForm !== 'binary' && flowForm !== 'columns' && flowForm !== 'records') throw new Error('--flow-form is binary, columns or records');
   const dir = mkdtempSync(join(tmpdir(), 'bulkhead-bench-server-'));
   const child = fork(new URL(import.meta.url).pathname, ['--child', dir], { execArgv: ['--import', 'tsx', ...(process.env.BENCH_CHILD_ARGS ? process.env.BENCH_CHILD_ARGS.split(' ') : [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const deadline = setTimeout(() => {
@@ -286,6 +287,8 @@ async function main(): Promise<void> {
         recs.push({ start: now - 60000 + i, end: now - 59000 + i, src: out ? own : peer, dst: out ? peer : own, sport: out ? 40000 + (i % 20000) : 50000 + (i % 10000), dport: out ? 443 : 8080, proto: 6, packets: 4, bytes: 800, initiator: 'src', ...(i % 1000 === 0 ? { verdict: 'blocked', rule: 'default' } : {}) });
       }
       if (flowForm === 'records') return JSON.stringify({ records: recs });
+      // As the agent's client sends them to this server (it says it takes binary).
+      if (flowForm === 'binary') return encodeFlowBatch(recs);
       // As columns, as the agent's client sends them to a server that takes them.
       return JSON.stringify({ columns: flowColumns(recs) });
     });

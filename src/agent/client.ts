@@ -7,6 +7,7 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { gunzipSync } from 'node:zlib';
+import { encodeFlowBatch, FLOW_WIRE_TYPE } from '../flows/wire.js';
 
 /** One flow as the agent reports it (`AgentFlow` of docs/API.md). */
 export interface AgentFlow {
@@ -54,7 +55,7 @@ export interface Registered {
   readonly inPolicy?: boolean;
   /** The workload's addresses in the active version, as prefixes (when the server says): flows must touch one. */
   readonly policyAddresses?: readonly string[];
-  /** The forms of flow batch the server takes (when it says): `records`, `columns`. */
+  /** The forms of flow batch the server takes (when it says): `records`, `columns`, `binary`. */
   readonly flowFormats?: readonly string[];
 }
 
@@ -175,8 +176,8 @@ export class AgentClient {
   private readonly base: URL;
   private readonly agent: HttpAgent;
   private readonly timeoutMs: number;
-  /** Send flow batches as columns: the server said at registration that it takes them. */
-  private columns = false;
+  /** The best flow batch form the server said at registration that it takes. */
+  private form: 'binary' | 'columns' | 'records' = 'records';
 
   constructor(private readonly options: AgentClientOptions) {
     let url: URL;
@@ -202,7 +203,7 @@ export class AgentClient {
     const { workload, pollSeconds: poll, inPolicy, policyAddresses: pa, flowFormats: ff } = r as { workload?: unknown; pollSeconds?: unknown; inPolicy?: unknown; policyAddresses?: unknown; flowFormats?: unknown };
     if (typeof workload !== 'string') throw new AgentHttpError('the server answered the registration without a workload', 502);
     const flowFormats = Array.isArray(ff) && ff.every((f) => typeof f === 'string') ? (ff as string[]) : undefined;
-    this.columns = flowFormats?.includes('columns') ?? false;
+    this.form = flowFormats?.includes('binary') ? 'binary' : flowFormats?.includes('columns') ? 'columns' : 'records';
     return {
       workload,
       pollSeconds: typeof poll === 'number' && poll > 0 ? poll : undefined,
@@ -245,18 +246,28 @@ export class AgentClient {
       const n = (r as { accepted?: unknown }).accepted;
       return typeof n === 'number' ? n : records.length;
     };
-    if (this.columns) {
+    const send = (form: typeof this.form) => {
+      if (form === 'binary') {
+        let body: Uint8Array | undefined;
+        try {
+          body = encodeFlowBatch(records);
+        } catch {
+          // A record the binary form cannot hold: this batch goes as columns, for the server to say what is wrong with it.
+        }
+        if (body) return this.request('POST', 'api/v1/agent/flows', undefined, { signal, raw: { type: FLOW_WIRE_TYPE, body } }).then(parseJson);
+      }
+      return this.json('POST', 'api/v1/agent/flows', form === 'records' ? { records } : { columns: flowColumns(records) }, { signal });
+    };
+    // Perhaps another server behind the same address, one that takes only simpler forms: step down on 400 or 415, and keep to
+    // the form that passes.
+    for (;;) {
       try {
-        return accepted(await this.json('POST', 'api/v1/agent/flows', { columns: flowColumns(records) }, { signal }));
+        return accepted(await send(this.form));
       } catch (e) {
-        if (!(e instanceof AgentHttpError) || e.status !== 400) throw e;
-        // Perhaps another server behind the same address, one that takes only records: try them, and keep to them if they pass.
-        const n = accepted(await this.json('POST', 'api/v1/agent/flows', { records }, { signal }));
-        this.columns = false;
-        return n;
+        if (this.form === 'records' || !(e instanceof AgentHttpError) || (e.status !== 400 && e.status !== 415)) throw e;
+        this.form = this.form === 'binary' ? 'columns' : 'records';
       }
     }
-    return accepted(await this.json('POST', 'api/v1/agent/flows', { records }, { signal }));
   }
 
   /** Posts events: `POST /api/v1/agent/events`. */
@@ -278,15 +289,15 @@ export class AgentClient {
     return parseJson(await this.request(method, path, body, opts));
   }
 
-  private request(method: string, path: string, body: unknown, opts: { signal?: AbortSignal; headers?: Record<string, string>; timeoutMs?: number }): Promise<Reply> {
+  private request(method: string, path: string, body: unknown, opts: { signal?: AbortSignal; headers?: Record<string, string>; timeoutMs?: number; raw?: { type: string; body: Uint8Array } }): Promise<Reply> {
     const url = new URL(path, this.base);
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const payload = opts.raw ? opts.raw.body : body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const headers: Record<string, string> = {
       accept: 'application/json',
       // Rulesets come gzipped: addresses shrink several times over.
       'accept-encoding': 'gzip',
       authorization: `Bearer ${this.options.token}`,
-      ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}),
+      ...(payload ? { 'content-type': opts.raw?.type ?? 'application/json', 'content-length': String(payload.length) } : {}),
       ...opts.headers,
     };
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;

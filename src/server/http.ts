@@ -63,6 +63,8 @@ export interface Route<Ctx> {
    * does (the agents' flow batches: tested against the schema); throws an ApiError.
    */
   readonly parse?: (json: unknown) => unknown;
+  /** A binary body form the route also takes: its media type and its check (throws an ApiError). */
+  readonly binary?: { readonly type: string; readonly parse: (body: Buffer) => unknown };
   readonly handler: (req: Request, ctx: Ctx) => Promise<Reply> | Reply;
 }
 

@@ -205,20 +205,29 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     }
     let body: unknown;
     let json: unknown;
+    let binary = false;
     if (method === 'POST' || method === 'PUT' || method === 'DELETE') {
       const buf = await readBody(req, maxBody);
       if (buf.length >= BIG_BODY) await turns.next();
       if (buf.length > 0) {
         const ct = String(req.headers['content-type'] ?? 'application/json');
-        if (!/^application\/(?:[\w.+-]*\+)?json\b/i.test(ct)) throw new ApiError(415, 'unsupported-media-type', 'send the body as application/json');
-        try {
-          json = JSON.parse(buf.toString('utf8'));
-        } catch (e) {
-          throw new ApiError(400, 'bad-json', `the body is not JSON: ${(e as Error).message}`);
+        if (route.binary && ct.split(';')[0].trim().toLowerCase() === route.binary.type) {
+          body = route.binary.parse(buf);
+          binary = true;
+        } else if (!/^application\/(?:[\w.+-]*\+)?json\b/i.test(ct)) {
+          throw new ApiError(415, 'unsupported-media-type', `send the body as application/json${route.binary ? ` or ${route.binary.type}` : ''}`);
+        } else {
+          try {
+            json = JSON.parse(buf.toString('utf8'));
+          } catch (e) {
+            throw new ApiError(400, 'bad-json', `the body is not JSON: ${(e as Error).message}`);
+          }
         }
       }
     }
-    if (route.parse) body = route.parse(json);
+    if (binary) {
+      // checked by route.binary.parse
+    } else if (route.parse) body = route.parse(json);
     else if (route.body) {
       const r = route.body.safeParse(json);
       if (!r.success) throw new ApiError(400, 'bad-request', 'the request body is not valid', zodDetails(r.error.issues));

@@ -19,6 +19,7 @@ import { ApiError, badRequest, conflict, forbidden, intParam, notFound, timePara
 import { buildOpenApi } from './openapi.js';
 import { apiDiagnostic, checkAppOwnerRuleset, checkSection, checkShape, compileDoc, ifMatchRevision, PreconditionFailed, SECTION_NAMES, type PolicyDoc } from './policy.js';
 import { acceptsGzip, bareEtag } from './rulesets.js';
+import { FLOW_WIRE_TYPE, type WireBatch } from '../flows/wire.js';
 import {
   AgentCreateBody,
   BreakGlassBody,
@@ -27,9 +28,9 @@ import {
   FLOW_FORMATS,
   FlowsBody,
   HeartbeatBody,
-  type FlowColumns,
+  flowsBinaryBatch,
+  flowsBodyBatch,
   MapQueryBody,
-  parseFlowsBody,
   ProvisionBody,
   ReachQueryBody,
   RegisterBody,
@@ -553,11 +554,12 @@ export const ROUTES: readonly Route<Ctx>[] = [
     path: '/api/v1/agent/flows',
     op: 'agentFlows',
     auth: 'agent',
-    summary: "flow records of the agent's own workload, as `records` or as `columns` (403 for the whole batch otherwise); 200 once stored",
+    summary: `flow records of the agent's own workload, as \`records\` or as \`columns\`, or binary (${FLOW_WIRE_TYPE}); 403 for the whole batch if one is not; 200 once stored`,
     body: FlowsBody,
-    parse: parseFlowsBody,
+    parse: flowsBodyBatch,
+    binary: { type: FLOW_WIRE_TYPE, parse: flowsBinaryBatch },
     handler: async (req, ctx) => {
-      const b = req.body as FlowColumns;
+      const b = req.body as WireBatch;
       const gen = ctx.cp.generation();
       const workload = ctx.who.workload!;
       const i = gen.workloadIndex(workload);

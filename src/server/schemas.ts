@@ -7,6 +7,9 @@ import { z } from 'zod';
 import { PeerSchema, PortEntrySchema, RulesetSchema } from '../policy/schema.js';
 import { ROLES } from './auth.js';
 import { ApiError } from './http.js';
+import { decodeFlowBatch, WIRE_VERDICTS, type WireBatch } from '../flows/wire.js';
+import { V6, v6ToWords } from '../flows/record.js';
+import { parseAddr, type Addr } from '../netset/ip.js';
 
 const Name = z.string().min(1).max(200).regex(/^[A-Za-z0-9][A-Za-z0-9_.:/@-]*$/);
 const oneOrMany = <T extends z.ZodTypeAny>(t: T) => z.union([z.array(t).min(1).max(1000), t]);
@@ -85,7 +88,7 @@ export type AgentFlow = z.output<typeof AgentFlowSchema>;
 export const MAX_FLOW_BATCH = 50000;
 
 /** The forms of flow batch this server takes (told to agents at registration). */
-export const FLOW_FORMATS = ['records', 'columns'] as const;
+export const FLOW_FORMATS = ['records', 'columns', 'binary'] as const;
 
 /** A batch as a list of records. */
 export const FlowRecordsBody = z.strictObject({ records: z.array(AgentFlowSchema).max(MAX_FLOW_BATCH) });
@@ -329,4 +332,79 @@ export function parseFlowsBody(json: unknown): FlowColumns {
     if (p) throw bad(`/records/${i}${p.path}`, p.message);
   }
   return columnsOf(records as AgentFlow[]);
+}
+
+/** A checked JSON batch (records or columns) as the ingest reads it: columns of numbers, addresses parsed (400 if one is not an address). */
+export function flowsBodyBatch(json: unknown): WireBatch {
+  const c = parseFlowsBody(json);
+  const n = c.start.length;
+  const f64 = (col: readonly number[]) => Float64Array.from(col);
+  const src4 = new Uint32Array(n);
+  const dst4 = new Uint32Array(n);
+  const family = new Uint8Array(n);
+  let src6 = new Uint32Array(0);
+  let dst6 = new Uint32Array(0);
+  // Agents repeat their own address in every record: parsed once a run.
+  const parse = (text: string, i: number, last: { text?: string; addr: Addr | null }): Addr => {
+    if (text !== last.text) [last.text, last.addr] = [text, parseAddr(text)];
+    if (last.addr === null) throw new ApiError(400, 'bad-request', `record ${i}: \`${text}\` is not an IP address`);
+    return last.addr;
+  };
+  const ls = { addr: null };
+  const ld = { addr: null };
+  for (let i = 0; i < n; i++) {
+    const s = parse(c.src[i], i, ls);
+    const d = parse(c.dst[i], i, ld);
+    for (const [a, col4, bit] of [[s, src4, V6.src], [d, dst4, V6.dst]] as const) {
+      if (typeof a === 'number') col4[i] = a;
+      else {
+        if (src6.length === 0) [src6, dst6] = [new Uint32Array(4 * n), new Uint32Array(4 * n)];
+        v6ToWords(a, bit === V6.src ? src6 : dst6, i * 4);
+        family[i] |= bit;
+      }
+    }
+  }
+  const rules: string[] = [];
+  const index = new Map<string, number>();
+  const rule = new Uint16Array(n);
+  if (c.rule) {
+    for (let i = 0; i < n; i++) {
+      const r = c.rule[i];
+      if (r === null) continue;
+      let k = index.get(r);
+      if (k === undefined) index.set(r, (k = rules.push(r)));
+      if (k > 65535) throw new ApiError(400, 'bad-request', 'at most 65,535 distinct rules a batch');
+      rule[i] = k;
+    }
+  }
+  const verdict = new Uint8Array(n);
+  if (c.verdict) for (let i = 0; i < n; i++) verdict[i] = c.verdict[i] === null ? 0 : WIRE_VERDICTS.indexOf(c.verdict[i]!);
+  const initiator = new Uint8Array(n);
+  if (c.initiator) for (let i = 0; i < n; i++) initiator[i] = c.initiator[i] === 'src' ? 1 : 0;
+  return {
+    length: n,
+    start: f64(c.start),
+    end: f64(c.end),
+    packets: f64(c.packets),
+    bytes: f64(c.bytes),
+    src4,
+    dst4,
+    src6,
+    dst6,
+    sport: Uint16Array.from(c.sport),
+    dport: Uint16Array.from(c.dport),
+    rule,
+    family,
+    proto: Uint8Array.from(c.proto),
+    initiator,
+    verdict,
+    rules,
+  };
+}
+
+/** A binary batch (`application/vnd.bulkhead.flows.v1`) decoded and checked; 400 naming the column and record otherwise. */
+export function flowsBinaryBatch(body: Buffer): WireBatch {
+  const r = decodeFlowBatch(body, MAX_FLOW_BATCH);
+  if ('message' in r) throw new ApiError(400, 'bad-request', 'the flow batch is not valid', [r]);
+  return r;
 }

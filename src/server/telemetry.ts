@@ -10,13 +10,13 @@
  * agent keeps its records and sends them again.
  */
 import { foldPorts, ServerInference } from '../flows/attribute.js';
-import { ACTION, FlowBatch, formatId, INITIATOR } from '../flows/record.js';
-import { formatAddr, parseAddr, type Addr, type IpSet } from '../netset/ip.js';
+import { ACTION, FlowBatch, formatId, INITIATOR, V6, wordsToV6 } from '../flows/record.js';
+import { WIRE_VERDICTS, type WireBatch } from '../flows/wire.js';
+import { formatAddr, type Addr, type IpSet } from '../netset/ip.js';
 import type { FlowStore } from '../store/flows.js';
 import type { Alert } from './alerts.js';
 import type { Db } from './db.js';
 import { ApiError, badRequest } from './http.js';
-import type { FlowColumns } from './schemas.js';
 
 const CONNTRACK = formatId('conntrack');
 const HOUR = 3600000;
@@ -106,29 +106,31 @@ export class FlowIngest {
   }
 
   /**
-   * Checks a batch (400 for a bad address, 403 when a record does not touch
-   * the sender's workload: nothing of the batch is kept) and resolves once
-   * its records are stored.
+   * Checks a batch (403 when a record does not touch the sender's workload,
+   * 400 when it ends before it starts: nothing of the batch is kept) and
+   * resolves once its records are stored.
    */
-  ingest(c: FlowColumns, from: FlowSender): Promise<number> {
+  ingest(c: WireBatch, from: FlowSender): Promise<number> {
     if (this.closed) return Promise.reject(new ApiError(503, 'shutting-down', 'the server is shutting down'));
-    const n = c.start.length;
+    const n = c.length;
     if (n === 0) return Promise.resolve(0);
-    // Check every record before keeping any. Agents repeat their own address in every record: parsed once.
-    const src: Addr[] = new Array(n);
-    const dst: Addr[] = new Array(n);
-    const parseSrc = lastParsed();
-    const parseDst = lastParsed();
+    // Check every record before keeping any. Agents repeat their own address in every record: one set lookup per
+    // distinct IPv4 address in a row.
+    const own = from.addresses;
+    let lastSrc = -1;
+    let lastDst = -1;
+    let srcOwn = false;
+    let dstOwn = false;
     for (let i = 0; i < n; i++) {
-      const s = parseSrc(c.src[i]);
-      const d = s === null ? null : parseDst(c.dst[i]);
-      if (s === null || d === null) throw badRequest(`record ${i}: \`${s === null ? c.src[i] : c.dst[i]}\` is not an IP address`);
-      if (!from.addresses.has(s) && !from.addresses.has(d)) {
-        throw new ApiError(403, 'not-your-flow', `record ${i} (${c.src[i]} -> ${c.dst[i]}) has none of workload \`${from.workload}\`'s addresses: the batch is refused`);
-      }
+      const fam = c.family[i];
+      if (fam === 0) {
+        const s = c.src4[i];
+        const d = c.dst4[i];
+        if (s !== lastSrc) [lastSrc, srcOwn] = [s, own.has(s)];
+        if (!srcOwn && d !== lastDst) [lastDst, dstOwn] = [d, own.has(d)];
+        if (!srcOwn && !dstOwn) this.notYours(c, i, from);
+      } else if (!own.has(addrOf(c, i, 'src')) && !own.has(addrOf(c, i, 'dst'))) this.notYours(c, i, from);
       if (c.end[i] < c.start[i]) throw badRequest(`record ${i}: \`end\` is before \`start\``);
-      src[i] = s;
-      dst[i] = d;
     }
     for (let i = 0; i < n; i++) {
       let p = this.current;
@@ -138,22 +140,27 @@ export class FlowIngest {
       }
       const b = p.batch;
       const k = b.length++;
-      const verdict = c.verdict?.[i] ?? undefined;
-      b.v6[k] = 0;
+      const fam = c.family[i];
+      const verdict = c.verdict[i];
+      b.v6[k] = fam;
       b.start[k] = c.start[i];
       b.end[k] = c.end[i];
-      b.setSrc(k, src[i]);
-      b.setDst(k, dst[i]);
+      b.src4[k] = c.src4[i];
+      b.dst4[k] = c.dst4[i];
+      if (fam !== 0) {
+        b.src6.set(c.src6.subarray(i * 4, i * 4 + 4), k * 4);
+        b.dst6.set(c.dst6.subarray(i * 4, i * 4 + 4), k * 4);
+      }
       b.proto[k] = c.proto[i];
       b.srcPort[k] = c.sport[i];
       b.dstPort[k] = c.dport[i];
       b.packets[k] = c.packets[i];
       b.bytes[k] = c.bytes[i];
-      b.action[k] = verdict === 'blocked' ? ACTION.reject : verdict ? ACTION.accept : ACTION.none;
+      b.action[k] = verdict === BLOCKED ? ACTION.reject : verdict !== 0 ? ACTION.accept : ACTION.none;
       b.tcpFlags[k] = -1;
-      b.initiator[k] = c.initiator?.[i] === 'src' ? INITIATOR.src : INITIATOR.unknown;
+      b.initiator[k] = c.initiator[i] === 1 ? INITIATOR.src : INITIATOR.unknown;
       b.format[k] = CONNTRACK;
-      if (verdict === 'blocked' || verdict === 'potentially-blocked') this.violation(c, i, verdict, from);
+      if (verdict === BLOCKED || verdict === POTENTIALLY_BLOCKED) this.violation(c, i, from);
     }
     this.pendingRecords += n;
     const done = new Promise<number>((resolve, reject) => this.waiters.push({ resolve: () => resolve(n), reject }));
@@ -161,19 +168,26 @@ export class FlowIngest {
     return done;
   }
 
-  private violation(c: FlowColumns, i: number, verdict: string, from: FlowSender): void {
+  private notYours(c: WireBatch, i: number, from: FlowSender): never {
+    const src = formatAddr(addrOf(c, i, 'src'));
+    const dst = formatAddr(addrOf(c, i, 'dst'));
+    throw new ApiError(403, 'not-your-flow', `record ${i} (${src} -> ${dst}) has none of workload \`${from.workload}\`'s addresses: the batch is refused`);
+  }
+
+  private violation(c: WireBatch, i: number, from: FlowSender): void {
     const start = c.start[i];
     const bucket = Math.floor(start / HOUR) * HOUR;
-    const rule = c.rule?.[i] ?? 'unknown';
-    const key = `${bucket}\0${from.workload}\0${rule}\0${verdict}\0${c.src[i]}\0${c.dst[i]}\0${c.proto[i]}\0${c.dport[i]}`;
+    const rule = c.rule[i] === 0 ? 'unknown' : c.rules[c.rule[i] - 1];
+    const verdict = WIRE_VERDICTS[c.verdict[i]]!;
+    const src = formatAddr(addrOf(c, i, 'src'));
+    const dst = formatAddr(addrOf(c, i, 'dst'));
+    const key = `${bucket}\0${from.workload}\0${rule}\0${verdict}\0${src}\0${dst}\0${c.proto[i]}\0${c.dport[i]}`;
     const v = this.violations.get(key);
     if (v) {
       v.count++;
       v.first = Math.min(v.first, start);
       v.last = Math.max(v.last, c.end[i]);
     } else {
-      const src = formatAddr(parseAddr(c.src[i])!);
-      const dst = formatAddr(parseAddr(c.dst[i])!);
       this.violations.set(key, { bucket, app: from.app, workload: from.workload, rule, verdict, src, dst, proto: c.proto[i], port: c.dport[i], count: 1, first: start, last: c.end[i] });
     }
   }
@@ -266,18 +280,15 @@ export class FlowIngest {
   }
 }
 
-/** parseAddr, remembering the last address parsed (a column repeats the agent's own address). */
-function lastParsed(): (t: string) => Addr | null {
-  let text: string | undefined;
-  let addr: Addr | null = null;
-  return (t) => {
-    if (t !== text) {
-      addr = parseAddr(t);
-      text = t;
-    }
-    return addr;
-  };
+/** One end of record `i` as an address. */
+function addrOf(c: WireBatch, i: number, end: 'src' | 'dst'): Addr {
+  const six = end === 'src' ? V6.src : V6.dst;
+  if ((c.family[i] & six) === 0) return end === 'src' ? c.src4[i] : c.dst4[i];
+  return wordsToV6(end === 'src' ? c.src6 : c.dst6, i * 4);
 }
+
+const BLOCKED = WIRE_VERDICTS.indexOf('blocked');
+const POTENTIALLY_BLOCKED = WIRE_VERDICTS.indexOf('potentially-blocked');
 
 function summarize(vs: Map<string, ViolationKey>): { app: string; rule: string; verdict: string; count: number; workloads: string[] }[] {
   const out = new Map<string, { app: string; rule: string; verdict: string; count: number; workloads: Set<string> }>();

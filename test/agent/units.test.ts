@@ -21,6 +21,7 @@ import { DropAggregator, parsePacket, parsePrefix, parseReaderLine } from '../..
 import { agentOptions, parseLabels } from '../../src/cli/agent.js';
 import { UsageError } from '../../src/cli/common.js';
 import { StandInServer } from './stand-in-server.js';
+import { decodeFlowBatch, encodeFlowBatch, FLOW_WIRE_TYPE } from '../../src/flows/wire.js';
 
 const tmp: string[] = [];
 after(() => {
@@ -310,6 +311,63 @@ describe('client against the stand-in server', () => {
     await assert.rejects(down.heartbeat({}), (e: AgentHttpError) => e.status === 0 && e.transient);
     down.close();
     assert.equal(bareEtag('W/"abc"'), 'abc');
+  });
+});
+
+describe('client: flow batches in binary', () => {
+  const records: AgentFlow[] = [
+    { start: 1, end: 2, src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2, proto: 6, packets: 1, bytes: 60 },
+    { start: 3, end: 4, src: '2001:db8::2', dst: '10.0.0.9', sport: 5, dport: 22, proto: 6, packets: 2, bytes: 120, initiator: 'src', verdict: 'blocked', rule: 'no-ssh' },
+  ];
+
+  it('sends binary to a server that takes it, steps down to columns on a 415 and keeps to them; a record binary cannot hold goes as columns once', async () => {
+    let takesBinary = true;
+    const got: { type: string; body: Buffer }[] = [];
+    const server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        const type = String(req.headers['content-type']);
+        const send = (status: number, v: unknown) => {
+          res.writeHead(status, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(v));
+        };
+        if (req.url === '/api/v1/agent/register') return send(200, { workload: 'web', flowFormats: ['records', 'columns', 'binary'] });
+        got.push({ type, body });
+        if (type === FLOW_WIRE_TYPE) {
+          if (!takesBinary) return send(415, { error: { code: 'unsupported-media-type', message: 'send the body as application/json' } });
+          const b = decodeFlowBatch(body, 100);
+          return send('message' in b ? 400 : 200, 'message' in b ? { error: { code: 'bad-request', message: b.message } } : { accepted: b.length });
+        }
+        const j = JSON.parse(body.toString()) as { columns?: { start: unknown[] }; records?: unknown[] };
+        return send(200, { accepted: j.columns ? j.columns.start.length : j.records!.length });
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const c = new AgentClient({ server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, token: 't' });
+    try {
+      await c.register({ hostname: 'h', addresses: ['10.0.0.2'], labels: {}, agentVersion: 'x' });
+      assert.equal(await c.flows(records), 2);
+      const first = got.splice(0);
+      assert.equal(first.length, 1);
+      assert.equal(first[0].type, FLOW_WIRE_TYPE);
+      assert.ok(first[0].body.equals(Buffer.from(encodeFlowBatch(records))), 'the encoded records');
+      // A record the binary form cannot hold (a port out of range): this batch as columns, the next in binary again.
+      assert.equal(await c.flows([{ ...records[0], dport: 70000 }]), 1);
+      assert.deepEqual(got.splice(0).map((g) => g.type), ['application/json']);
+      assert.equal(await c.flows(records), 2);
+      assert.deepEqual(got.splice(0).map((g) => g.type), [FLOW_WIRE_TYPE]);
+      // The server behind the address stops taking binary: columns, and columns from then on.
+      takesBinary = false;
+      assert.equal(await c.flows(records), 2);
+      assert.deepEqual(got.splice(0).map((g) => [g.type, g.type === 'application/json' ? Object.keys(JSON.parse(g.body.toString()))[0] : 'binary']), [[FLOW_WIRE_TYPE, 'binary'], ['application/json', 'columns']]);
+      assert.equal(await c.flows(records), 2);
+      assert.deepEqual(got.splice(0).map((g) => g.type), ['application/json']);
+    } finally {
+      c.close();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 });
 

@@ -7,6 +7,7 @@ import { parsePrefix } from '../../src/netset/ip.js';
 import { compileDoc } from '../../src/server/policy.js';
 import { generateEstate } from '../../src/generate/index.js';
 import { gunzipSync } from 'node:zlib';
+import { encodeFlowBatch, FLOW_WIRE_TYPE } from '../../src/flows/wire.js';
 import { client, smallDoc, testServer, until } from './helpers.js';
 
 async function setup(t: { after: (f: () => Promise<void>) => void }, o = {}) {
@@ -17,7 +18,7 @@ async function setup(t: { after: (f: () => Promise<void>) => void }, o = {}) {
   assert.equal((await admin('POST', '/api/v1/versions', { message: 'v1' })).status, 201);
   const mkAgent = async (workload: string) => {
     const r = (await admin('POST', '/api/v1/agents', { workload })).body;
-    return { id: r.id as string, call: client(s.url, r.token) };
+    return { id: r.id as string, token: r.token as string, call: client(s.url, r.token) };
   };
   return { s, admin, mkAgent };
 }
@@ -27,7 +28,7 @@ test('policy: the ruleset of its own workload with the control plane failsafe; E
   const web = await mkAgent('shop-web-1');
   const reg = await web.call('POST', '/api/v1/agent/register', { hostname: 'web1', addresses: ['10.1.0.10'], labels: { role: 'web' }, agentVersion: '0.1.0' });
   assert.equal(reg.status, 200);
-  assert.deepEqual(reg.body, { workload: 'shop-web-1', pollSeconds: 30, inPolicy: true, policyAddresses: ['10.1.0.10/32'], flowFormats: ['records', 'columns'] });
+  assert.deepEqual(reg.body, { workload: 'shop-web-1', pollSeconds: 30, inPolicy: true, policyAddresses: ['10.1.0.10/32'], flowFormats: ['records', 'columns', 'binary'] });
   const p = await web.call('GET', '/api/v1/agent/policy');
   assert.equal(p.status, 200);
   // fetch asks for gzip (and inflates): the ruleset comes gzipped; asked for none, or refused with q=0, it comes plain.
@@ -155,10 +156,22 @@ test('isolation: an agent fetches only its own policy and posts only its own flo
   // IPv6: the db's second address.
   assert.equal((await db.call('POST', '/api/v1/agent/flows', { records: [rec('10.1.0.20', '2001:db8::30', { dport: 5432 })] })).status, 200);
   assert.equal((await web.call('POST', '/api/v1/agent/flows', { records: [rec('not-an-ip', '10.1.0.10')] })).status, 400);
+  // The binary form: the same checks. Stored as the JSON forms are; a record of another workload refuses the batch.
+  const binary = (records: ReturnType<typeof rec>[], type = FLOW_WIRE_TYPE) =>
+    fetch(`${s.url}/api/v1/agent/flows`, { method: 'POST', headers: { authorization: `Bearer ${web.token}`, 'content-type': type }, body: encodeFlowBatch(records) });
+  const bin = await binary([rec('198.51.100.9', '10.1.0.10', { initiator: 'src', verdict: 'blocked', rule: 'default' })]);
+  assert.equal(bin.status, 200);
+  assert.deepEqual(await bin.json(), { accepted: 1 });
+  const binRefused = await binary([rec('198.51.100.9', '10.1.0.10'), rec('10.1.0.20', '10.1.0.30')]);
+  assert.equal(binRefused.status, 403);
+  assert.match(((await binRefused.json()) as { error: { message: string } }).error.message, /record 1 \(10\.1\.0\.20 -> 10\.1\.0\.30\)/);
+  const binBad = await fetch(`${s.url}/api/v1/agent/flows`, { method: 'POST', headers: { authorization: `Bearer ${web.token}`, 'content-type': FLOW_WIRE_TYPE }, body: 'BHF1 but short' });
+  assert.equal(binBad.status, 400);
+  assert.equal((await binary([rec('198.51.100.9', '10.1.0.10')], 'application/octet-stream')).status, 415);
   assert.equal((await web.call('POST', '/api/v1/agent/flows', { records: [{ ...rec('1.2.3.4', '10.1.0.10'), extra: 1 }] })).status, 400);
   const flows = (await admin('GET', '/api/v1/flows')).body.flows;
-  assert.equal(flows.length, 2, 'only the accepted records are stored');
-  assert.deepEqual(flows.map((f: { src: string }) => f.src).sort(), ['10.1.0.20', '203.0.113.5']);
+  assert.equal(flows.length, 3, 'only the accepted records are stored');
+  assert.deepEqual(flows.map((f: { src: string }) => f.src).sort(), ['10.1.0.20', '198.51.100.9', '203.0.113.5']);
   // Agent tokens cannot use the rest of the API, nor other tokens the agent endpoints.
   assert.equal((await web.call('GET', '/api/v1/workloads')).status, 403);
   assert.equal((await admin('GET', '/api/v1/agent/policy')).status, 403);
