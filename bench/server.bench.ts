@@ -58,8 +58,12 @@ async function child(): Promise<void> {
   };
   // The largest RSS seen, with what V8 and Node held at that moment (sampled every 100 ms).
   let top = { rss: 0, heapUsed: 0, heapTotal: 0, external: 0, arrayBuffers: 0 };
+  // The largest RSS per phase of the run (the parent names the phases).
+  let phase = 'setup';
+  const phases: Record<string, number> = {};
   const sampler = setInterval(() => {
     const m = process.memoryUsage();
+    phases[phase] = Math.max(phases[phase] ?? 0, m.rss);
     if (m.rss > top.rss) top = { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
   }, 100);
   sampler.unref();
@@ -92,7 +96,11 @@ async function child(): Promise<void> {
       await cp.ingest.commit();
       const st = await cp.store.stats();
       process.send!({ op: 'stored', acked: cp.ingest.stored, flows: st.flows, commits: cp.ingest.commits, commitMs: cp.ingest.commitTime });
-    } else if (m.op === 'mem') process.send!({ op: 'mem', ...peak(), top });
+    } else if (m.op === 'mem') process.send!({ op: 'mem', ...peak(), top, phases });
+    else if (m.op === 'phase') {
+      phase = (m as { name?: string }).name ?? phase;
+      process.send!({ op: 'phase' });
+    }
     else if (m.op === 'stop') {
       await s.close();
       process.send!({ op: 'stop' }, () => process.exit(0));
@@ -207,6 +215,7 @@ async function main(): Promise<void> {
     console.log(`estate: ${nWorkloads} workloads, ${nRules} rules; provisioned in ${(provisionMs / 1000).toFixed(1)} s; ${agents.length} agents made in ${(createMs / 1000).toFixed(1)} s; first fetch of every ruleset in ${(firstFetchMs / 1000).toFixed(1)} s`);
     void firstBytes;
 
+    await ask(child, 'phase', { name: 'changes' });
     // 2. long polls (one loop per agent for the whole run) and two changes
     let stopping = false;
     let current: { start: number; got: Map<number, number> } | undefined;
@@ -275,6 +284,7 @@ async function main(): Promise<void> {
     });
     stopping = true;
 
+    await ask(child, 'phase', { name: 'ingest' });
     // 3. flow ingest
     const senders = agents.filter((a) => a.w.managed !== false && a.w.addresses.some((x) => !x.includes(':') && !x.includes('/'))).slice(0, ingestClients);
     const now = Date.now();
@@ -316,11 +326,12 @@ async function main(): Promise<void> {
     );
 
     // 4. memory
-    const mem = await ask<{ rss: number; hwm: number; top: { rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number } }>(child, 'mem');
+    const mem = await ask<{ rss: number; hwm: number; top: { rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number }; phases: Record<string, number> }>(child, 'mem');
     const mib = (b: number) => (b / 1048576).toFixed(0);
     console.log(
       `server memory: RSS ${mib(mem.rss)} MiB now, peak ${mib(mem.hwm)} MiB (target ≤ 1024 MiB: ${mem.hwm <= 1 << 30 ? 'met' : 'NOT met'}, ratio ${(mem.hwm / (1 << 30)).toFixed(2)}); ` +
-        `largest sample RSS ${mib(mem.top.rss)} MiB: V8 heap ${mib(mem.top.heapUsed)} of ${mib(mem.top.heapTotal)} MiB, external ${mib(mem.top.external)} MiB (array buffers ${mib(mem.top.arrayBuffers)} MiB), the rest native (DuckDB, sockets, code)`,
+        `largest sample RSS ${mib(mem.top.rss)} MiB: V8 heap ${mib(mem.top.heapUsed)} of ${mib(mem.top.heapTotal)} MiB, external ${mib(mem.top.external)} MiB (array buffers ${mib(mem.top.arrayBuffers)} MiB), the rest native (DuckDB, sockets, code); ` +
+        `largest RSS by phase: ${Object.entries(mem.phases).map(([k, v]) => `${k} ${mib(v)} MiB`).join(', ')}`,
     );
     const t = performance.now();
     const stopped = await Promise.race([ask(child, 'stop').then(() => true), new Promise<boolean>((res) => setTimeout(() => res(false), 15000))]);
