@@ -12,7 +12,7 @@ import { isIP } from 'node:net';
 
 /** One alert. */
 export interface Alert {
-  /** `violation`, `breakglass.created`, `breakglass.ended`, `audit.broken`, … */
+  /** `violation`, `breakglass.created`, `breakglass.ended`, `audit.broken`, `store.failed`, … */
   readonly kind: string;
   /** RFC 5424 severity: 0 emergency … 4 warning, 5 notice, 6 informational. */
   readonly severity: number;

@@ -17,7 +17,6 @@ import { dirname, join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { parsePrefix, type Prefix } from '../netset/ip.js';
 import { WorkerFlowStore } from '../store/worker.js';
-import type { FlowStore } from '../store/flows.js';
 import { allows, RateLimiter, type Principal } from './auth.js';
 import { ControlPlane, SYSTEM } from './control.js';
 import { openState, type Db } from './db.js';
@@ -133,7 +132,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     mkdirSync(storePath, { recursive: true });
     storePath = join(storePath, 'flows.duckdb');
   } else mkdirSync(dirname(storePath), { recursive: true });
-  let store: FlowStore;
+  let store: WorkerFlowStore;
   try {
     // In a thread of its own: DuckDB's synchronous calls never hold up the API.
     store = await WorkerFlowStore.open(storePath, { memoryLimit: options.storeMemory ?? '512MB' });
@@ -149,6 +148,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     textCacheBytes: options.textCacheBytes ?? 256 << 20,
     log,
   });
+
+  // The store's thread dying is the one failure the server cannot mend itself: every flow batch gets 503 from then on.
+  store.onDeath = (e) => {
+    log(`${e.message}: flows cannot be stored until the server is restarted`);
+    cp.alert({ kind: 'store.failed', severity: 2, at: Date.now(), message: `${e.message}: agents' flows are refused (503) until the server is restarted`, fields: {} });
+  };
 
   // First start: an admin token, written once to a file only the owner reads.
   const tokenFile = adminTokenPath(options.state);

@@ -52,6 +52,9 @@ export class WorkerFlowStore implements FlowStore {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private dead?: Error;
+  private closing = false;
+  /** Told once if the thread dies while the store is open (not on {@link close}). */
+  onDeath?: (e: Error) => void;
 
   private constructor(
     private readonly worker: Worker,
@@ -89,7 +92,13 @@ export class WorkerFlowStore implements FlowStore {
     return new WorkerFlowStore(worker, opened.bucketMs);
   }
 
+  /** Why the store cannot answer, if it cannot (the thread died, or the store is closed). */
+  get failure(): Error | undefined {
+    return this.dead;
+  }
+
   private die(e: Error): void {
+    if (!this.dead && !this.closing) this.onDeath?.(e);
     this.dead ??= e;
     for (const p of this.pending.values()) p.reject(this.dead);
     this.pending.clear();
@@ -149,6 +158,7 @@ export class WorkerFlowStore implements FlowStore {
 
   async close(): Promise<void> {
     if (this.dead) return;
+    this.closing = true;
     try {
       await this.call({ op: 'close' });
     } finally {

@@ -337,3 +337,28 @@ test('gzip: members that store bytes inflate to them, at any length; Accept-Enco
   assert.equal(acceptsGzip(undefined), false);
   assert.equal(acceptsGzip(['deflate', 'gzip']), true);
 });
+
+test('a flow store whose thread dies: health says so (503), batches get 503, an alert and a log line say why', async (t) => {
+  const lines: string[] = [];
+  const { s, admin, mkAgent } = await setup(t, { log: (l: string) => lines.push(l) });
+  const web = await mkAgent('shop-web-1');
+  const now = Date.now();
+  const rec = { start: now, end: now + 10, src: '203.0.113.5', dst: '10.1.0.10', sport: 40000, dport: 443, proto: 6, packets: 3, bytes: 300 };
+  assert.equal((await web.call('POST', '/api/v1/agent/flows', { records: [rec] })).status, 200);
+  assert.deepEqual((await admin('GET', '/api/v1/health')).body, { ok: true, activeVersion: 1, store: 'ok' });
+  const alerts: { kind: string }[] = [];
+  s.control.alert = (a) => void alerts.push(a);
+  // What a crash of the store's thread looks like from the server.
+  await (s.control.store as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+  await until(() => alerts.length > 0);
+  assert.equal(alerts[0].kind, 'store.failed');
+  assert.ok(lines.some((l) => /flow store thread stopped.*restarted/.test(l)), lines.join('\n'));
+  const h = await admin('GET', '/api/v1/health');
+  assert.equal(h.status, 503);
+  assert.equal(h.body.ok, false);
+  assert.match(h.body.store, /stopped/);
+  const refused = await web.call('POST', '/api/v1/agent/flows', { records: [rec] });
+  assert.equal(refused.status, 503);
+  // The rest of the server still answers.
+  assert.equal((await web.call('GET', '/api/v1/agent/policy')).status, 200);
+});
