@@ -20,6 +20,8 @@ export interface ServeCliOptions {
   rate: string;
   agentRate: string;
   pollSeconds: string;
+  flowRetentionDays?: string;
+  violationRetentionDays?: string;
   quiet?: boolean;
 }
 
@@ -63,6 +65,8 @@ export async function runServe(opts: ServeCliOptions, io: Io, signal?: AbortSign
     rate: positive(opts.rate, '--rate'),
     agentRate: positive(opts.agentRate, '--agent-rate'),
     pollSeconds: positive(opts.pollSeconds, '--poll-seconds'),
+    flowRetentionDays: opts.flowRetentionDays === undefined ? undefined : positive(opts.flowRetentionDays, '--flow-retention-days'),
+    violationRetentionDays: positive(opts.violationRetentionDays ?? '90', '--violation-retention-days'),
     log: opts.quiet ? undefined : (line) => io.err(line),
   };
   let server;
@@ -101,6 +105,8 @@ export function register(prog: Command, io: Io): void {
     .option('--rate <n>', 'requests per second per token (429 beyond)', '50')
     .option('--agent-rate <n>', 'requests per second per agent', '20')
     .option('--poll-seconds <n>', 'how often agents poll, told at registration', '30')
+    .option('--flow-retention-days <n>', 'days of flows and edges the flow store keeps (removed hourly; default: what the store says, all at first)')
+    .option('--violation-retention-days <n>', 'days of violations kept (removed hourly)', '90')
     .option('--quiet', 'no log lines on stderr')
     .addHelpText(
       'after',

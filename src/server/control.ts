@@ -26,6 +26,8 @@ export interface ControlOptions {
   readonly commitMs: number;
   readonly alertIntervalMs: number;
   readonly textCacheBytes: number;
+  /** Days of violations kept (older hours are removed by {@link ControlPlane.maintain}); undefined: all. */
+  readonly violationRetentionDays?: number;
   readonly log: (line: string) => void;
 }
 
@@ -58,6 +60,8 @@ export class ControlPlane {
   private nextExpiry = Infinity;
   private expiryTimer?: ReturnType<typeof setTimeout>;
   private alertTimer?: ReturnType<typeof setInterval>;
+  private maintenanceTimer?: ReturnType<typeof setInterval>;
+  private maintenanceStart?: ReturnType<typeof setTimeout>;
   private pendingAlerts = new Map<string, { app: string; rule: string; verdict: string; count: number; workloads: Set<string> }>();
   private readonly evaluators = new WeakMap<Generation, Evaluator>();
   private readonly addressCache = new WeakMap<Generation, Map<string, IpSet>>();
@@ -82,6 +86,29 @@ export class ControlPlane {
     this.alertTimer = setInterval(() => this.flushAlerts(), o.alertIntervalMs);
     this.alertTimer.unref();
     this.rebuild();
+    // Retention, hourly (and soon after start).
+    const maintain = () => void this.maintain().catch((e: Error) => this.o.log(`retention failed: ${e.message}`));
+    this.maintenanceTimer = setInterval(maintain, MAINTENANCE_MS);
+    this.maintenanceTimer.unref();
+    this.maintenanceStart = setTimeout(maintain, 5000);
+    this.maintenanceStart.unref();
+  }
+
+  /**
+   * Removes what retention says is old: flows and edges by the flow store's
+   * retention (`setRetentionDays`), violations older than
+   * `violationRetentionDays`. Logs what it removed.
+   */
+  async maintain(now = Date.now()): Promise<{ flowsDeleted: number; edgesDeleted: number; violationsDeleted: number }> {
+    const r = await this.store.applyRetention(now);
+    let violationsDeleted = 0;
+    const days = this.o.violationRetentionDays;
+    if (days !== undefined) violationsDeleted = this.db.prepare('DELETE FROM violations WHERE bucket < ?').run(now - days * 86400000).changes;
+    const out = { flowsDeleted: r?.flowsDeleted ?? 0, edgesDeleted: r?.edgesDeleted ?? 0, violationsDeleted };
+    if (out.flowsDeleted + out.edgesDeleted + out.violationsDeleted > 0) {
+      this.o.log(`retention: removed ${out.flowsDeleted} flows, ${out.edgesDeleted} edges, ${out.violationsDeleted} violation rows`);
+    }
+    return out;
   }
 
   /** Runs `fn` in one transaction (with its audit entries); the audit head is restored if it fails. */
@@ -297,6 +324,8 @@ export class ControlPlane {
   async close(): Promise<void> {
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     if (this.alertTimer) clearInterval(this.alertTimer);
+    if (this.maintenanceTimer) clearInterval(this.maintenanceTimer);
+    if (this.maintenanceStart) clearTimeout(this.maintenanceStart);
     this.agents.closeAll();
     await this.ingest.close();
     this.flushAlerts();
@@ -304,6 +333,8 @@ export class ControlPlane {
     for (const s of this.sinks.values()) s.close();
   }
 }
+
+const MAINTENANCE_MS = 3600_000;
 
 /** A break-glass row as an override item of the policy language (first in the override tier). */
 export function breakglassItem(row: BreakGlassRow): Record<string, unknown> {

@@ -55,6 +55,10 @@ export interface ServerOptions {
   readonly textCacheBytes?: number;
   /** DuckDB memory limit for the flow store (default 512MB). */
   readonly storeMemory?: string;
+  /** Days of flows and edges the flow store keeps (set on the store at start; default: what the store has, all at first). */
+  readonly flowRetentionDays?: number;
+  /** Days of violations kept (default 90). */
+  readonly violationRetentionDays?: number;
   /** Where log lines go (default: nowhere). */
   readonly log?: (line: string) => void;
 }
@@ -146,8 +150,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     commitMs: options.commitMs ?? 250,
     alertIntervalMs: options.alertIntervalMs ?? 10000,
     textCacheBytes: options.textCacheBytes ?? 256 << 20,
+    violationRetentionDays: options.violationRetentionDays ?? 90,
     log,
   });
+  if (options.flowRetentionDays !== undefined) await store.setRetentionDays(options.flowRetentionDays);
 
   // The store's thread dying is the one failure the server cannot mend itself: every flow batch gets 503 from then on.
   store.onDeath = (e) => {

@@ -362,3 +362,24 @@ test('a flow store whose thread dies: health says so (503), batches get 503, an 
   // The rest of the server still answers.
   assert.equal((await web.call('GET', '/api/v1/agent/policy')).status, 200);
 });
+
+test('retention: maintenance removes violations and flows older than the retention, and keeps the rest', async (t) => {
+  const { s, admin, mkAgent } = await setup(t, { violationRetentionDays: 2, flowRetentionDays: 3 });
+  const web = await mkAgent('shop-web-1');
+  const day = 86400000;
+  const now = Date.now();
+  const rec = (ageDays: number) => ({ start: now - ageDays * day, end: now - ageDays * day + 10, src: '203.0.113.5', dst: '10.1.0.10', sport: 40000, dport: 443, proto: 6, packets: 3, bytes: 300, verdict: 'blocked', rule: 'default' });
+  assert.equal((await web.call('POST', '/api/v1/agent/flows', { records: [rec(10), rec(2.5), rec(0)] })).status, 200);
+  const count = () => (s.control.db.prepare('SELECT COUNT(*) AS n FROM violations').get() as { n: number }).n;
+  assert.equal(count(), 3);
+  assert.equal((await admin('GET', '/api/v1/flows')).body.flows.length, 3);
+  const r = await s.control.maintain(now);
+  assert.equal(r.violationsDeleted, 2, 'the 10- and 2.5-day-old hours');
+  assert.equal(count(), 1);
+  assert.equal(r.flowsDeleted, 1, 'the 10-day-old flow');
+  const left = (await admin('GET', '/api/v1/flows')).body.flows as { start: number }[];
+  assert.equal(left.length, 2);
+  assert.ok(left.every((f) => new Date(f.start).getTime() > now - 3 * day), JSON.stringify(left));
+  // Nothing more to remove.
+  assert.deepEqual(await s.control.maintain(now), { flowsDeleted: 0, edgesDeleted: 0, violationsDeleted: 0 });
+});
