@@ -35,6 +35,12 @@ import { DEFAULT_NFLOG_GROUP, DropAggregator, NflogReader } from './nflog.js';
 /** The agent's version, sent when it registers. */
 export const AGENT_VERSION = '0.1.0';
 
+/** The checks that the server answers after an apply, each with this timeout. */
+const CUT_OFF_ATTEMPTS = 3;
+const CUT_OFF_TIMEOUT_MS = 3000;
+/** When a ruleset that cut the host off is tried again. */
+const CUT_OFF_RETRY_MS = 5 * 60_000;
+
 /** Options of {@link Agent}. */
 export interface AgentOptions {
   /** The control plane's base URL. */
@@ -73,6 +79,12 @@ export interface AgentOptions {
   readonly logger: AgentLogger;
   /** Numbers in [0, 1) for the backoff's jitter (tests). */
   readonly random?: () => number;
+  /**
+   * After each apply, check that the server still answers, and go back to
+   * the ruleset before if it does not (default: on, unless `netns` is set: an
+   * agent managing another namespace talks from outside it).
+   */
+  readonly verifyControlPlane?: boolean;
 }
 
 /** What the agent is doing, for tests and `stats`. */
@@ -139,6 +151,8 @@ export class Agent {
   private local = new Set<string>();
   private registered: Registered | undefined;
   private seenEtag: string | undefined;
+  /** A ruleset that cut the host off from the server: not applied again before `until`. */
+  private cutOff?: { readonly etag: string; readonly until: number };
   private reachable = true;
   private downSince = 0;
   private unauthorized = false;
@@ -287,6 +301,11 @@ export class Agent {
       try {
         if (!this.registered) await this.register();
         const wait = this.options.waitSeconds ?? this.registered?.pollSeconds ?? 30;
+        if (this.cutOff && Date.now() >= this.cutOff.until) {
+          // Time to try that ruleset again (the server may have been down, not cut off): ask for it afresh.
+          this.cutOff = undefined;
+          this.seenEtag = undefined;
+        }
         const doc = await this.client.policy(this.seenEtag, wait, this.ctl.signal);
         this.markReachable();
         backoff.reset();
@@ -433,11 +452,13 @@ export class Agent {
     else if (this.registered?.policyAddresses) this.refreshRegistration = true;
     const current = this.enforcer.applied;
     if (current?.etag === doc.etag) return;
+    if (this.cutOff?.etag === doc.etag) return;
     const meta = { etag: doc.etag, version: doc.version, mode: doc.mode };
     const outcome =
       doc.format !== 'nftables'
         ? { ok: false as const, error: `unsupported ruleset format \`${doc.format}\` (this agent loads nftables)`, rolledBack: false }
         : this.enforcer.apply(doc.ruleset, meta);
+    if (outcome.ok && !(await this.controlPlaneAfterApply(doc, current))) return;
     if (outcome.ok) {
       const short = (e: string) => (e.length > 12 ? `${e.slice(0, 12)}…` : e);
       const was = current ? ` (was version ${current.version}, ${short(current.etag)})` : '';
@@ -451,6 +472,31 @@ export class Agent {
       this.queueEvent({ kind: 'apply-failed', at: Date.now(), version: doc.version, etag: doc.etag, detail: outcome.error.slice(0, 2000) });
     }
     await this.sendEvents().catch(() => undefined);
+  }
+
+  /**
+   * After an apply: whether the server still answers. If it does not, the
+   * ruleset before is loaded again, the failure reported, and this ruleset
+   * not applied again for five minutes. The failsafe rules should make this
+   * impossible; this catches what they cannot know (a server reached through
+   * an address it was not told to advertise, a proxy, NAT).
+   */
+  private async controlPlaneAfterApply(doc: PolicyDocument, before: Applied | undefined): Promise<boolean> {
+    if (!(this.options.verifyControlPlane ?? this.options.netns === undefined)) return true;
+    for (let attempt = 0; attempt < CUT_OFF_ATTEMPTS; attempt++) {
+      if (await this.client.answers(CUT_OFF_TIMEOUT_MS, this.ctl.signal)) return true;
+      if (this.stopped) return true;
+      await sleep(500, this.ctl.signal);
+    }
+    const r = this.enforcer.revert();
+    const back = r.ok ? (r.applied ? `version ${r.applied.version} is loaded again` : 'the table is removed again, as before') : `and going back failed: ${r.error}`;
+    const detail = `the server did not answer after version ${doc.version} (${doc.etag}) was applied: ${back}; the ruleset may not let this host reach the control plane (check the server's --advertise addresses)`;
+    this.applyFailures++;
+    this.cutOff = { etag: doc.etag, until: Date.now() + CUT_OFF_RETRY_MS };
+    this.log.log('error', 'cut-off', detail, { version: doc.version, etag: doc.etag, was: before?.etag, reverted: r.ok });
+    this.queueEvent({ kind: 'apply-failed', at: Date.now(), version: doc.version, etag: doc.etag, detail });
+    await this.sendEvents().catch(() => undefined);
+    return false;
   }
 
   private async collectFlows(): Promise<void> {

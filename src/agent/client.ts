@@ -270,6 +270,16 @@ export class AgentClient {
     }
   }
 
+  /** Whether the server answers at all (`GET /api/v1/health`, any HTTP status) within `timeoutMs`. */
+  async answers(timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    try {
+      await this.request('GET', 'api/v1/health', undefined, { signal, timeoutMs });
+      return true;
+    } catch (e) {
+      return e instanceof AgentHttpError && e.status > 0;
+    }
+  }
+
   /** Posts events: `POST /api/v1/agent/events`. */
   async events(events: readonly AgentEvent[], signal?: AbortSignal): Promise<void> {
     await this.json('POST', 'api/v1/agent/events', { events }, { signal });

@@ -14,7 +14,7 @@
  *   works in every network namespace, unlike the kernel log (see
  *   docs/AGENT.md). Where the kernel refuses NFLOG, the text is loaded as sent.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { lastKnownGood, listTable, nftApply, normalizeListing, type NftTarget } from '../adapters/nft.js';
 
@@ -171,6 +171,8 @@ export class Enforcer {
   private text: string | undefined;
   private nflogWorks: boolean;
   private current: Applied | undefined;
+  /** What was loaded before the last apply, for {@link revert}. */
+  private previous?: { readonly text: string | undefined; readonly applied: Applied | undefined };
 
   constructor(private readonly options: EnforcerOptions) {
     this.target = { netns: options.netns, table: TABLE };
@@ -217,6 +219,7 @@ export class Enforcer {
     const foreign = foreignStatement(ruleset);
     if (foreign !== undefined) return { ok: false, error: `refused: the ruleset touches more than bulkhead's own table (${foreign})`, rolledBack: false };
     const t0 = Date.now();
+    const before = { text: this.text, applied: this.current };
     let nflog = this.nflogWorks;
     let text = nflog ? routeLogsToNflog(ruleset, this.options.nflogGroup!) : ruleset;
     let r = this.load(text);
@@ -230,9 +233,27 @@ export class Enforcer {
       }
     }
     if (!r.ok) return r;
+    this.previous = before;
     this.current = { ...meta, at: Date.now(), nflog };
     writeAtomic(this.appliedFile, JSON.stringify(this.current, null, 2) + '\n');
     return { ok: true, changed: r.changed, ms: Date.now() - t0, nflog };
+  }
+
+  /**
+   * Loads again what was loaded before the last apply (no table, if there
+   * was none): after a ruleset cut the host off from its control plane.
+   * Returns what is applied now.
+   */
+  revert(): { ok: true; applied: Applied | undefined } | { ok: false; error: string } {
+    const prev = this.previous;
+    if (!prev) return { ok: false, error: 'nothing to go back to' };
+    const r = this.load(prev.text ?? `table inet ${TABLE} {}\ndelete table inet ${TABLE}\n`);
+    if (!r.ok) return { ok: false, error: r.error };
+    this.previous = undefined;
+    this.current = prev.applied;
+    if (prev.applied) writeAtomic(this.appliedFile, JSON.stringify(prev.applied, null, 2) + '\n');
+    else rmSync(this.appliedFile, { force: true });
+    return { ok: true, applied: prev.applied };
   }
 
   /**

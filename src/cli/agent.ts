@@ -32,6 +32,7 @@ export interface AgentCliOptions {
   nflogGroup?: string;
   conntrack?: boolean;
   conntrackAcct?: boolean;
+  verifyControlPlane?: boolean;
   output?: string;
 }
 
@@ -39,7 +40,7 @@ export interface AgentCliOptions {
 export const DEFAULT_STATE_DIR = '/var/lib/bulkhead/agent';
 
 /** The keys a config file may have (the long option names, in camelCase). */
-const CONFIG_KEYS = new Set(['server', 'token', 'tokenFile', 'state', 'netns', 'labels', 'hostname', 'ca', 'wait', 'heartbeat', 'flowInterval', 'driftInterval', 'bufferMax', 'retryMax', 'nflogGroup', 'conntrack', 'conntrackAcct', 'output']);
+const CONFIG_KEYS = new Set(['server', 'token', 'tokenFile', 'state', 'netns', 'labels', 'hostname', 'ca', 'wait', 'heartbeat', 'flowInterval', 'driftInterval', 'bufferMax', 'retryMax', 'nflogGroup', 'conntrack', 'conntrackAcct', 'verifyControlPlane', 'output']);
 
 /** Parses `k=v,k2=v2` into labels. */
 export function parseLabels(s: string): Record<string, string> {
@@ -70,7 +71,7 @@ function readConfig(file: string): AgentCliOptions {
     if (!CONFIG_KEYS.has(k)) throw new UsageError(`unknown key \`${k}\` in the config file \`${file}\` (known: ${[...CONFIG_KEYS].join(', ')})`);
     if (k === 'labels' && v !== null && typeof v === 'object' && !Array.isArray(v)) {
       out.labels = Object.entries(v as Record<string, unknown>).map(([lk, lv]) => `${lk}=${String(lv)}`).join(',');
-    } else if (k === 'conntrack' || k === 'conntrackAcct') {
+    } else if (k === 'conntrack' || k === 'conntrackAcct' || k === 'verifyControlPlane') {
       if (typeof v !== 'boolean') throw new UsageError(`\`${k}\` in the config file must be true or false`);
       out[k] = v;
     } else out[k] = String(v);
@@ -137,6 +138,8 @@ export function agentOptions(cli: AgentCliOptions, io: Io, env: NodeJS.ProcessEn
     nflogGroup: group === 0 ? false : group,
     conntrack: o.conntrack !== false,
     conntrackAcct: o.conntrackAcct === true,
+    // Commander sets it true by default (a --no- flag): only an explicit false turns the check off; with --netns the agent's default (off).
+    ...(o.verifyControlPlane === false ? { verifyControlPlane: false } : {}),
     logger: createLogger(output, (line) => io.err(line)),
   };
 }
@@ -189,6 +192,7 @@ export function register(prog: Command, io: Io): void {
     .option('--nflog-group <n>', 'NFLOG group for blocked and would-be-blocked packets (default 6268; 0: leave log statements alone)')
     .option('--no-conntrack', 'do not read connection tracking for flows')
     .option('--conntrack-acct', 'turn on conntrack packet and byte accounting (nf_conntrack_acct) in the managed namespace')
+    .option('--no-verify-control-plane', 'do not check that the server still answers after each apply (the check loads the ruleset before again if it does not; off anyway with --netns)')
     .addOption(new Option('-o, --output <format>', 'log format on stderr').choices(['text', 'json']))
     .addHelpText(
       'after',
