@@ -258,14 +258,17 @@ export class AgentClient {
       }
       return this.json('POST', 'api/v1/agent/flows', form === 'records' ? { records } : { columns: flowColumns(records) }, { signal });
     };
-    // Perhaps another server behind the same address, one that takes only simpler forms: step down on 400 or 415, and keep to
-    // the form that passes.
+    // Perhaps another server behind the same address, one that takes only simpler forms: on 400 or 415, the next form
+    // down, and that form from then on only if it passes (a batch every form refuses changes nothing).
+    let form = this.form;
     for (;;) {
       try {
-        return accepted(await send(this.form));
+        const n = accepted(await send(form));
+        this.form = form;
+        return n;
       } catch (e) {
-        if (this.form === 'records' || !(e instanceof AgentHttpError) || (e.status !== 400 && e.status !== 415)) throw e;
-        this.form = this.form === 'binary' ? 'columns' : 'records';
+        if (form === 'records' || !(e instanceof AgentHttpError) || (e.status !== 400 && e.status !== 415)) throw e;
+        form = form === 'binary' ? 'columns' : 'records';
       }
     }
   }

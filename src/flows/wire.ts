@@ -99,6 +99,7 @@ function layout(n: number, v6: boolean) {
 function problem(r: WireFlow): string | undefined {
   const whole = (v: number) => Number.isSafeInteger(v) && v >= 0;
   if (!whole(r.start) || !whole(r.end)) return 'start and end are whole epoch ms';
+  if (r.end < r.start) return '`end` is before `start`';
   if (!whole(r.packets) || !whole(r.bytes)) return 'packets and bytes are whole numbers';
   if (!Number.isInteger(r.sport) || r.sport < 0 || r.sport > 65535 || !Number.isInteger(r.dport) || r.dport < 0 || r.dport > 65535) return 'ports are 0 to 65535';
   if (!Number.isInteger(r.proto) || r.proto < 0 || r.proto > 255) return 'proto is 0 to 255';
@@ -195,7 +196,8 @@ export interface WireProblem {
 
 /**
  * Decodes and checks a batch (at most `max` records). The columns are views
- * of `bytes` when it is 8-byte aligned, else of one aligned copy.
+ * of `bytes` when it is 8-byte aligned, else of one aligned copy; IPv4-mapped
+ * IPv6 ends are rewritten, in them, as IPv4.
  */
 export function decodeFlowBatch(bytes: Uint8Array, max: number): WireBatch | WireProblem {
   if (bytes.length < HEADER || MAGIC.some((b, i) => bytes[i] !== b)) return { path: '/', message: 'not a bulkhead flow batch (it starts with "BHF1")' };
@@ -210,7 +212,8 @@ export function decodeFlowBatch(bytes: Uint8Array, max: number): WireBatch | Wir
   const v6 = flags === 1;
   const o = layout(n, v6);
   if (bytes.length !== o.table + tableBytes) return { path: '/', message: `${bytes.length} bytes; ${n} records${v6 ? ' with IPv6 columns' : ''} and a ${tableBytes}-byte rule table take ${o.table + tableBytes}` };
-  const b = bytes.byteOffset % 8 === 0 ? bytes : bytes.slice();
+  // An aligned copy when needed (a Buffer's slice() is a view: a new Uint8Array of it copies).
+  const b = bytes.byteOffset % 8 === 0 ? bytes : new Uint8Array(bytes);
   const buf = b.buffer as ArrayBuffer;
   const base = b.byteOffset;
   let rules: unknown;
@@ -240,7 +243,17 @@ export function decodeFlowBatch(bytes: Uint8Array, max: number): WireBatch | Wir
     rules: rules as string[],
   };
   const whole = (v: number) => Number.isSafeInteger(v) && v >= 0;
+  const mapped = (col: Uint32Array, i: number) => col[4 * i] === 0 && col[4 * i + 1] === 0 && col[4 * i + 2] === 0xffff;
   for (let i = 0; i < n; i++) {
+    // An IPv4-mapped IPv6 end (::ffff:a.b.c.d) is that IPv4 address, as the JSON forms read it.
+    if (v6 && batch.family[i] & V6.src && mapped(batch.src6, i)) {
+      batch.src4[i] = batch.src6[4 * i + 3];
+      batch.family[i] &= ~V6.src;
+    }
+    if (v6 && batch.family[i] & V6.dst && mapped(batch.dst6, i)) {
+      batch.dst4[i] = batch.dst6[4 * i + 3];
+      batch.family[i] &= ~V6.dst;
+    }
     if (!whole(batch.start[i])) return { path: `/start/${i}`, message: 'a whole number of epoch ms' };
     if (!whole(batch.end[i])) return { path: `/end/${i}`, message: 'a whole number of epoch ms' };
     if (!whole(batch.packets[i])) return { path: `/packets/${i}`, message: 'a whole number' };

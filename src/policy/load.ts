@@ -157,7 +157,9 @@ export function loadPolicy(sources: PolicySources, options: LoadOptions = {}): L
  * `extra` may hold only `overrides` (a caller's mistake otherwise: thrown).
  * The new overrides come first in the override tier, before the base's own,
  * as if their documents came first in {@link loadPolicy}; base rules that
- * expired by `now` are left out, with the warning `loadPolicy` gives.
+ * expired by `now` are left out, with the warning `loadPolicy` gives. One
+ * difference: the base's overrides without an `id` keep theirs
+ * (`override/k`), where a full load would number them after the new ones.
  */
 export function extendPolicy(base: LoadResult, extra: readonly SourceDoc[], options: LoadOptions = {}): LoadResult {
   const diags = new Diagnostics();

@@ -100,10 +100,14 @@ export class ControlPlane {
    * `violationRetentionDays`. Logs what it removed.
    */
   async maintain(now = Date.now()): Promise<{ flowsDeleted: number; edgesDeleted: number; violationsDeleted: number }> {
-    const r = await this.store.applyRetention(now);
+    // Violations first: they live in the state file and go even when the flow store cannot answer.
     let violationsDeleted = 0;
     const days = this.o.violationRetentionDays;
     if (days !== undefined) violationsDeleted = this.db.prepare('DELETE FROM violations WHERE bucket < ?').run(now - days * 86400000).changes;
+    const r = await this.store.applyRetention(now).catch((e: Error) => {
+      this.o.log(`retention of flows failed: ${e.message}`);
+      return undefined;
+    });
     const out = { flowsDeleted: r?.flowsDeleted ?? 0, edgesDeleted: r?.edgesDeleted ?? 0, violationsDeleted };
     if (out.flowsDeleted + out.edgesDeleted + out.violationsDeleted > 0) {
       this.o.log(`retention: removed ${out.flowsDeleted} flows, ${out.edgesDeleted} edges, ${out.violationsDeleted} violation rows`);

@@ -144,6 +144,22 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     db.close();
     throw e;
   }
+  // Whatever fails from here on, the store's thread and the state file are closed: the process can exit.
+  try {
+    return await serve(options, { log, host, tls, advertise, mgmt, db, store, storePath });
+  } catch (e) {
+    await store.close().catch(() => undefined);
+    db.close();
+    throw e;
+  }
+}
+
+/** The rest of {@link startServer}, once the state and the flow store are open. */
+async function serve(
+  options: ServerOptions,
+  o: { log: (line: string) => void; host: string; tls: boolean; advertise: Prefix[]; mgmt: Prefix[]; db: Db; store: WorkerFlowStore; storePath: string },
+): Promise<RunningServer> {
+  const { log, host, tls, advertise, mgmt, db, store, storePath } = o;
   const cp = new ControlPlane(db, store, {
     failsafe: { controlPlane: advertise, managementPrefixes: mgmt, managementPorts: options.mgmtPorts ?? [{ proto: 6, port: 22 }] },
     pollSeconds: options.pollSeconds ?? 30,
@@ -153,6 +169,20 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     violationRetentionDays: options.violationRetentionDays ?? 90,
     log,
   });
+  try {
+    return await listenWith(options, { log, host, tls, db, store, storePath, cp });
+  } catch (e) {
+    await cp.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+/** The rest of {@link serve}, once the control plane is made. */
+async function listenWith(
+  options: ServerOptions,
+  o: { log: (line: string) => void; host: string; tls: boolean; db: Db; store: WorkerFlowStore; storePath: string; cp: ControlPlane },
+): Promise<RunningServer> {
+  const { log, host, tls, db, store, storePath, cp } = o;
   if (options.flowRetentionDays !== undefined) await store.setRetentionDays(options.flowRetentionDays);
 
   // The store's thread dying is the one failure the server cannot mend itself: every flow batch gets 503 from then on.

@@ -505,15 +505,18 @@ export function storedGzip(data: Buffer): Buffer {
   return out;
 }
 
-/** Whether an `Accept-Encoding` header takes gzip (not refused with `q=0`). */
+/** Whether an `Accept-Encoding` header takes gzip: named with a q-value above 0, or, when not named, `*` so. */
 export function acceptsGzip(v: string | string[] | undefined): boolean {
   const s = Array.isArray(v) ? v.join(',') : (v ?? '');
-  return s.split(',').some((part) => {
+  const q = new Map<string, number>();
+  for (const part of s.split(',')) {
     const [coding, ...params] = part.trim().toLowerCase().split(';');
-    if (coding.trim() !== 'gzip' && coding.trim() !== '*') return false;
-    const q = params.map((x) => x.trim()).find((x) => x.startsWith('q='));
-    return q === undefined || Number(q.slice(2)) > 0;
-  });
+    const c = coding.trim();
+    if (c === '') continue;
+    const qv = params.map((x) => x.trim()).find((x) => x.startsWith('q='));
+    q.set(c, qv === undefined ? 1 : Number(qv.slice(2)) || 0);
+  }
+  return (q.get('gzip') ?? q.get('x-gzip') ?? q.get('*') ?? 0) > 0;
 }
 
 /** Normalizes an `If-None-Match` value to a bare ETag. */

@@ -393,6 +393,19 @@ class DuckDbIngestRun implements IngestRun {
     this.count += n;
   }
 
+  async abort(): Promise<void> {
+    if (this.finished) return;
+    this.finished = true;
+    try {
+      this.appender.closeSync();
+    } catch {
+      // whatever it held is removed below
+    }
+    // The appender may have flushed rows on its own (every few row groups): they go, with the run.
+    await this.conn.run(`DELETE FROM flows WHERE ingest = ${this.id}`);
+    await this.conn.run(`DELETE FROM ingests WHERE id = ${this.id}`);
+  }
+
   async finish(): Promise<IngestSummary> {
     if (this.finished) throw new Error('this ingest run is finished');
     this.finished = true;

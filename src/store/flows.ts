@@ -43,6 +43,8 @@ export interface IngestRun {
   append(batch: FlowBatch, server: Uint8Array, port: Uint16Array): void;
   /** Stores what was appended and aggregates it into edges. */
   finish(): Promise<IngestSummary>;
+  /** Gives the run up: none of its rows stay in the store. */
+  abort(): Promise<void>;
 }
 
 /** What {@link FlowStore.applyRetention} removed. */

@@ -8,7 +8,8 @@
  * of its own: the caller posts copies of its batches and awaits answers.
  *
  * Messages are ordered, so a run's appends reach the store before its
- * finish. An append that fails in the worker fails the run's finish. If the
+ * finish. An append that fails in the worker fails the run's finish, and
+ * none of the run's rows are kept (they will be sent again). If the
  * worker dies, every pending and later call fails with the reason: nothing
  * is acknowledged that was not stored.
  */
@@ -32,6 +33,7 @@ type Call =
   | { op: 'applyRetention'; now: number }
   | { op: 'stats' }
   | { op: 'finish'; run: number }
+  | { op: 'abort'; run: number }
   | { op: 'close' };
 
 /** An append: no answer (a failure shows at the run's finish). */
@@ -86,7 +88,7 @@ export class WorkerFlowStore implements FlowStore {
         else reject(new Error(a.message));
       });
     }).catch(async (e: Error) => {
-      await worker.terminate();
+      await ended(worker);
       throw e;
     });
     return new WorkerFlowStore(worker, opened.bucketMs);
@@ -133,7 +135,7 @@ export class WorkerFlowStore implements FlowStore {
 
   async beginIngest(source: string): Promise<IngestRun> {
     const { run, id } = await this.call<{ run: number; id: number }>({ op: 'begin', source });
-    return new WorkerIngestRun(this, run, id, (r) => this.call<IngestSummary>({ op: 'finish', run: r }));
+    return new WorkerIngestRun(this, run, id, (r) => this.call<IngestSummary>({ op: 'finish', run: r }), (r) => this.call<void>({ op: 'abort', run: r }));
   }
 
   edges(filter?: EdgeFilter): Promise<EdgeRow[]> {
@@ -163,9 +165,23 @@ export class WorkerFlowStore implements FlowStore {
       await this.call({ op: 'close' });
     } finally {
       this.die(new Error('the flow store is closed'));
-      await this.worker.terminate();
+      await ended(this.worker);
     }
   }
+}
+
+/**
+ * Waits for a worker that is ending by itself (its store closed, its port
+ * closed), terminating it only if it has not ended within 5 s: terminating a
+ * thread that still holds DuckDB objects can abort the process as their
+ * finalizers run.
+ */
+async function ended(worker: Worker): Promise<void> {
+  if (worker.threadId === -1) return;
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+  const late = setTimeout(() => void worker.terminate(), 5000);
+  await exited;
+  clearTimeout(late);
 }
 
 class WorkerIngestRun implements IngestRun {
@@ -176,6 +192,7 @@ class WorkerIngestRun implements IngestRun {
     private readonly run: number,
     readonly id: number,
     private readonly finishRun: (run: number) => Promise<IngestSummary>,
+    private readonly abortRun: (run: number) => Promise<void>,
   ) {}
 
   append(batch: FlowBatch, server: Uint8Array, port: Uint16Array): void {
@@ -187,6 +204,12 @@ class WorkerIngestRun implements IngestRun {
     if (this.finished) return Promise.reject(new Error('this ingest run is finished'));
     this.finished = true;
     return this.finishRun(this.run);
+  }
+
+  abort(): Promise<void> {
+    if (this.finished) return Promise.resolve();
+    this.finished = true;
+    return this.abortRun(this.run);
   }
 }
 
@@ -207,6 +230,19 @@ async function workerMain(input: WorkerInput): Promise<void> {
   // Calls run one at a time, in order (as on one connection): a run's appends before its finish.
   let queue: Promise<void> = Promise.resolve();
   port.on('message', (m: (Call & { id: number }) | Append) => {
+    if (m.op === 'close') {
+      // The last message: answered once the store is closed; then the port closes and the thread ends by itself.
+      queue = queue.then(async () => {
+        try {
+          await store.close();
+          port.postMessage({ id: m.id, ok: true, value: undefined } satisfies Answer);
+        } catch (e) {
+          port.postMessage({ id: m.id, ok: false, message: (e as Error).message } satisfies Answer);
+        }
+        port.close();
+      });
+      return;
+    }
     if (m.op === 'append') {
       // Appends are synchronous; they wait only for what was posted before them.
       queue = queue.then(() => {
@@ -243,9 +279,18 @@ async function workerMain(input: WorkerInput): Promise<void> {
         const r = runs.get(c.run);
         if (!r) throw new Error(`no ingest run ${c.run}`);
         runs.delete(c.run);
-        const summary = await r.run.finish();
-        if (r.failed) throw new Error(`appending to ingest run ${r.run.id} failed: ${r.failed.message}`);
-        return summary;
+        if (r.failed) {
+          // Nothing of a run that lost a batch is kept: its sender is told it failed and sends it all again.
+          await r.run.abort();
+          throw new Error(`appending to ingest run ${r.run.id} failed: ${r.failed.message}`);
+        }
+        return r.run.finish();
+      }
+      case 'abort': {
+        const r = runs.get(c.run);
+        runs.delete(c.run);
+        await r?.run.abort();
+        return undefined;
       }
       case 'edges':
         return store.edges(c.filter);
@@ -258,9 +303,7 @@ async function workerMain(input: WorkerInput): Promise<void> {
       case 'stats':
         return store.stats();
       case 'close':
-        // The caller ends this thread once it has the answer.
-        await store.close();
-        return undefined;
+        return undefined; // handled where messages arrive
     }
   }
 }

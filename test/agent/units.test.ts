@@ -320,8 +320,9 @@ describe('client: flow batches in binary', () => {
     { start: 3, end: 4, src: '2001:db8::2', dst: '10.0.0.9', sport: 5, dport: 22, proto: 6, packets: 2, bytes: 120, initiator: 'src', verdict: 'blocked', rule: 'no-ssh' },
   ];
 
-  it('sends binary to a server that takes it, steps down to columns on a 415 and keeps to them; a record binary cannot hold goes as columns once', async () => {
+  it('sends binary to a server that takes it, steps down to columns on a 415 and keeps to them once they pass; a record binary cannot hold goes as columns once', async () => {
     let takesBinary = true;
+    let refuseAll = false;
     const got: { type: string; body: Buffer }[] = [];
     const server = createServer((req, res) => {
       const chunks: Buffer[] = [];
@@ -335,6 +336,7 @@ describe('client: flow batches in binary', () => {
         };
         if (req.url === '/api/v1/agent/register') return send(200, { workload: 'web', flowFormats: ['records', 'columns', 'binary'] });
         got.push({ type, body });
+        if (refuseAll) return send(400, { error: { code: 'bad-request', message: 'record 0: `end` is before `start`' } });
         if (type === FLOW_WIRE_TYPE) {
           if (!takesBinary) return send(415, { error: { code: 'unsupported-media-type', message: 'send the body as application/json' } });
           const b = decodeFlowBatch(body, 100);
@@ -356,6 +358,13 @@ describe('client: flow batches in binary', () => {
       // A record the binary form cannot hold (a port out of range): this batch as columns, the next in binary again.
       assert.equal(await c.flows([{ ...records[0], dport: 70000 }]), 1);
       assert.deepEqual(got.splice(0).map((g) => g.type), ['application/json']);
+      assert.equal(await c.flows(records), 2);
+      assert.deepEqual(got.splice(0).map((g) => g.type), [FLOW_WIRE_TYPE]);
+      // A batch that every form gets refused (400 each time): an error, and the next batch goes in binary again.
+      refuseAll = true;
+      await assert.rejects(c.flows(records), (e: AgentHttpError) => e.status === 400);
+      assert.equal(got.splice(0).length, 3, 'binary, columns, records');
+      refuseAll = false;
       assert.equal(await c.flows(records), 2);
       assert.deepEqual(got.splice(0).map((g) => g.type), [FLOW_WIRE_TYPE]);
       // The server behind the address stops taking binary: columns, and columns from then on.

@@ -54,14 +54,37 @@ test('wire: binary, records and columns give the same batch', () => {
   }
 });
 
-test('wire: a batch at an odd offset in a bigger buffer decodes (copied to align)', () => {
+test('wire: a batch at an odd offset in a bigger buffer decodes (copied to align), a Buffer too', () => {
   const enc = encodeFlowBatch(randomRecords(7, 50, true));
-  const big = new Uint8Array(enc.length + 3);
-  big.set(enc, 3);
-  const b = decodeFlowBatch(big.subarray(3), 100);
-  assert.ok(!('message' in b));
-  assert.deepEqual(plain(b), plain(decodeFlowBatch(enc, 100) as WireBatch));
+  for (const big of [new Uint8Array(enc.length + 3), Buffer.alloc(enc.length + 3)]) {
+    big.set(enc, 3);
+    const b = decodeFlowBatch(big.subarray(3), 100);
+    assert.ok(!('message' in b));
+    assert.deepEqual(plain(b), plain(decodeFlowBatch(enc, 100) as WireBatch));
+  }
 });
+
+test('wire: an IPv4-mapped IPv6 end is read as the IPv4 address, as the JSON forms read it', () => {
+  const r: WireFlow = { start: 1, end: 2, src: '10.0.0.1', dst: '2001:db8::1', sport: 1, dport: 2, proto: 6, packets: 1, bytes: 1 };
+  const enc = encodeFlowBatch([r, { ...r, dst: '10.0.0.2' }]);
+  // Write ::ffff:10.0.0.2 as the second record's IPv6 destination by hand (the encoder writes IPv4 for it).
+  const n = 2;
+  const dst6 = 16 + 4 * 8 * n + 2 * 4 * n + 16 * n; // header, four f64 columns, src4 and dst4, src6
+  const dv = new DataView(enc.buffer, enc.byteOffset);
+  dv.setUint32(dst6 + 16 + 8, 0xffff, true);
+  dv.setUint32(dst6 + 16 + 12, 0x0a000002, true);
+  const family = dst6 + 16 * n + 3 * pad(2 * n);
+  enc[family + 1] = 2;
+  const b = decodeFlowBatch(enc, 10) as WireBatch;
+  assert.ok(!('message' in b), JSON.stringify(b));
+  assert.equal(b.family[1], 0);
+  assert.equal(b.dst4[1], 0x0a000002);
+  assert.deepEqual(plain(b), plain(flowsBodyBatch({ records: [r, { ...r, dst: '::ffff:10.0.0.2' }] })));
+});
+
+function pad(n: number): number {
+  return (n + 7) & ~7;
+}
 
 test('wire: bad batches are refused with the place and the reason', () => {
   const records = randomRecords(8, 10, false).map((r) => ({ ...r, rule: 'r1', verdict: 'blocked' as const }));
@@ -92,4 +115,5 @@ test('wire: bad batches are refused with the place and the reason', () => {
   assert.throws(() => encodeFlowBatch([{ ...records[0], src: 'not-an-ip' }]), /record 0: `not-an-ip` is not an IP address/);
   assert.throws(() => encodeFlowBatch([{ ...records[0], dport: 70000 }]), /record 0: ports are 0 to 65535/);
   assert.throws(() => encodeFlowBatch([{ ...records[0], start: 1.5 }]), /record 0: start and end/);
+  assert.throws(() => encodeFlowBatch([{ ...records[0], end: records[0].start - 1 }]), /record 0: `end` is before `start`/);
 });

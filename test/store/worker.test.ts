@@ -72,10 +72,50 @@ test('worker store: a store that cannot open says why; a dead thread fails every
   writeFileSync(bad, 'this is not a DuckDB file');
   await assert.rejects(WorkerFlowStore.open(bad), (e: Error) => e.message.length > 0 && !/stopped/.test(e.message));
   const store = await WorkerFlowStore.open(join(dir, 'dies.duckdb'));
-  const pending = store.edges();
-  // What a crash of the thread looks like from here.
-  await (store as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+  const deaths: Error[] = [];
+  store.onDeath = (e) => deaths.push(e);
+  // What the end of the store's thread looks like from here (the thread closes its store and ends, unasked).
+  await (store as unknown as { call(c: { op: string }): Promise<unknown> }).call({ op: 'close' });
+  const pending = store.stats();
   await assert.rejects(pending, /stopped/);
+  assert.equal(deaths.length, 1);
+  assert.match(String(store.failure?.message), /the flow store thread stopped/);
   await assert.rejects(store.stats(), /stopped/);
   await assert.rejects(store.beginIngest('x'), /stopped/);
+  await store.close(); // nothing left to close
+});
+
+test('worker store: a run whose append fails keeps none of its rows; an aborted run neither', async () => {
+  const records = decodeAll('aws-vpc', fixture('aws-vpc-v2.log')).records;
+  const store = await WorkerFlowStore.open(join(dir, 'abort.duckdb'));
+  try {
+    const before = await store.stats();
+    const run = await store.beginIngest('fails');
+    const b = new FlowBatch(records.length);
+    records.forEach((r, i) => b.set(i, r));
+    b.length = records.length;
+    const server = new Uint8Array(records.length).fill(1);
+    const port = new Uint16Array(records.length);
+    run.append(b, server, port);
+    // What an append that fails in the store's thread looks like: one whose columns do not arrive.
+    const handle = (run as unknown as { run: number }).run;
+    (store as unknown as { worker: { postMessage(m: unknown): void } }).worker.postMessage({ op: 'append', run: handle, length: 5, columns: {}, server: new Uint8Array(5), port: new Uint16Array(5) });
+    await assert.rejects(run.finish(), /appending to ingest run \d+ failed/);
+    const after = await store.stats();
+    assert.equal(after.flows, before.flows, 'none of the rows appended before the failure stay');
+    assert.equal(after.edges, before.edges);
+    // A run given up.
+    const run2 = await store.beginIngest('given up');
+    run2.append(b, server, port);
+    await run2.abort();
+    assert.equal((await store.stats()).flows, before.flows);
+    assert.equal((await store.stats()).ingests, before.ingests);
+    // And one that finishes.
+    const run3 = await store.beginIngest('kept');
+    run3.append(b, server, port);
+    assert.equal((await run3.finish()).flows, records.length);
+    assert.equal((await store.stats()).flows, before.flows + records.length);
+  } finally {
+    await store.close();
+  }
 });
