@@ -412,18 +412,31 @@ class DuckDbIngestRun implements IngestRun {
     this.appender.closeSync();
     const t0 = performance.now();
     let edges = 0;
-    if (this.count > 0) {
-      const r = await this.conn.run(`INSERT INTO edges
-        SELECT bucket,
-          CASE WHEN server = 2 THEN dst_hi ELSE src_hi END, CASE WHEN server = 2 THEN dst_lo ELSE src_lo END,
-          CASE WHEN server = 2 THEN src_hi ELSE dst_hi END, CASE WHEN server = 2 THEN src_lo ELSE dst_lo END,
-          proto, port, COUNT(*), SUM(packets), SUM(bytes), COUNT(*) FILTER (WHERE action = 2), MIN(start_ms), MAX(end_ms)
-        FROM flows WHERE ingest = ${this.id} GROUP BY ALL`);
-      edges = r.rowsChanged;
-      // Each run adds its own sums; now and then they are merged, so the table stays near one row per key and bucket.
-      if (this.id % COMPACT_EVERY === 0) await compactEdges(this.conn);
+    // The edge sums and the run's end go in together; if they cannot, the run's rows go too, so a caller that is told
+    // it failed can send it all again without counting anything twice.
+    try {
+      await this.conn.run('BEGIN TRANSACTION');
+      if (this.count > 0) {
+        const r = await this.conn.run(`INSERT INTO edges
+          SELECT bucket,
+            CASE WHEN server = 2 THEN dst_hi ELSE src_hi END, CASE WHEN server = 2 THEN dst_lo ELSE src_lo END,
+            CASE WHEN server = 2 THEN src_hi ELSE dst_hi END, CASE WHEN server = 2 THEN src_lo ELSE dst_lo END,
+            proto, port, COUNT(*), SUM(packets), SUM(bytes), COUNT(*) FILTER (WHERE action = 2), MIN(start_ms), MAX(end_ms)
+          FROM flows WHERE ingest = ${this.id} GROUP BY ALL`);
+        edges = r.rowsChanged;
+      }
+      await this.conn.run(`UPDATE ingests SET finished = $now, flows = ${this.count} WHERE id = ${this.id}`, { now: new T.DuckDBTimestampMillisecondsValue(BigInt(Date.now())) });
+      await this.conn.run('COMMIT');
+    } catch (e) {
+      await this.conn.run('ROLLBACK').catch(() => undefined);
+      await this.conn.run(`DELETE FROM flows WHERE ingest = ${this.id}`).catch(() => undefined);
+      await this.conn.run(`DELETE FROM ingests WHERE id = ${this.id}`).catch(() => undefined);
+      throw e;
     }
-    await this.conn.run(`UPDATE ingests SET finished = $now, flows = ${this.count} WHERE id = ${this.id}`, { now: new T.DuckDBTimestampMillisecondsValue(BigInt(Date.now())) });
+    // Each run adds its own sums; now and then they are merged, so the table stays near one row per key and bucket.
+    // The run is stored by now: a merge that fails (it rolls back) is left to a later run, not reported as this one failing.
+    if (this.count > 0 && this.id % COMPACT_EVERY === 0) await compactEdges(this.conn).catch(() => undefined);
     return { id: this.id, flows: this.count, edges, aggregateMs: performance.now() - t0 };
   }
+
 }

@@ -127,3 +127,24 @@ test('a file that is not a flow store is refused with a clear error', async () =
   inst.closeSync();
   await assert.rejects(DuckDbFlowStore.open(path), /has flow store schema 99; this bulkhead reads schema 1/);
 });
+
+test('a run whose edge sums cannot be stored keeps none of its rows (so sending it again counts nothing twice)', async () => {
+  const store = await DuckDbFlowStore.open(join(dir, 'fails.duckdb'));
+  const conn = (store as unknown as { conn: { run(sql: string): Promise<unknown>; runAndReadAll(sql: string): Promise<{ getRows(): unknown[][] }> } }).conn;
+  try {
+    const vpc = decodeAll('aws-vpc', fixture('aws-vpc-v2.log')).records;
+    await ingest(store, vpc);
+    // The fault: the edges table has gone (as if the disk had refused the write).
+    await conn.run('ALTER TABLE edges RENAME TO edges_away');
+    await assert.rejects(ingest(store, vpc), /edges/);
+    await conn.run('ALTER TABLE edges_away RENAME TO edges');
+    const count = async (sql: string) => Number((await conn.runAndReadAll(sql)).getRows()[0][0]);
+    assert.equal(await count('SELECT COUNT(*) FROM flows'), vpc.length, 'only the first run');
+    assert.equal(await count('SELECT COUNT(*) FROM ingests'), 1, 'the failed run is not listed');
+    const s = await ingest(store, vpc);
+    assert.equal(s.flows, vpc.length);
+    assert.equal(await count('SELECT SUM(flows) FROM edges'), 2 * vpc.length, 'edges count each stored run once');
+  } finally {
+    await store.close();
+  }
+});
