@@ -21,6 +21,7 @@ export interface ServeCliOptions {
   agentRate: string;
   pollSeconds: string;
   flowRetentionDays?: string;
+  storeMemory?: string;
   violationRetentionDays?: string;
   quiet?: boolean;
 }
@@ -40,6 +41,13 @@ export function parseSize(s: string, flag: string): number {
   const n = Math.floor(Number(m[1]) * 1024 ** ' kmg'.indexOf((m[2] || ' ').toLowerCase()));
   if (!(n > 0)) throw new UsageError(`${flag} must be more than 0`);
   return n;
+}
+
+/** `--store-memory`: a size for DuckDB (`256MB`, `1GB`), checked here so a typo fails before the server starts. */
+function storeMemory(s: string): string {
+  const m = /^(\d+(?:\.\d+)?)\s*(kb|mb|gb|kib|mib|gib)$/i.exec(s.trim());
+  if (!m || !(Number(m[1]) > 0)) throw new UsageError(`invalid --store-memory \`${s}\`: write a size such as 256MB or 1GB`);
+  return `${m[1]}${m[2].toUpperCase()}`;
 }
 
 function positive(s: string, flag: string): number {
@@ -65,6 +73,7 @@ export async function runServe(opts: ServeCliOptions, io: Io, signal?: AbortSign
     rate: positive(opts.rate, '--rate'),
     agentRate: positive(opts.agentRate, '--agent-rate'),
     pollSeconds: positive(opts.pollSeconds, '--poll-seconds'),
+    ...(opts.storeMemory !== undefined ? { storeMemory: storeMemory(opts.storeMemory) } : {}),
     flowRetentionDays: opts.flowRetentionDays === undefined ? undefined : positive(opts.flowRetentionDays, '--flow-retention-days'),
     violationRetentionDays: positive(opts.violationRetentionDays ?? '90', '--violation-retention-days'),
     log: opts.quiet ? undefined : (line) => io.err(line),
@@ -105,6 +114,7 @@ export function register(prog: Command, io: Io): void {
     .option('--rate <n>', 'requests per second per token (429 beyond)', '50')
     .option('--agent-rate <n>', 'requests per second per agent', '20')
     .option('--poll-seconds <n>', 'how often agents poll, told at registration', '30')
+    .option('--store-memory <size>', "the flow store's memory limit (DuckDB), such as 256MB or 1GB", '256MB')
     .option('--flow-retention-days <n>', 'days of flows and edges the flow store keeps (removed hourly; default: what the store says, all at first)')
     .option('--violation-retention-days <n>', 'days of violations kept (removed hourly)', '90')
     .option('--quiet', 'no log lines on stderr')

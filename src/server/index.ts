@@ -53,7 +53,7 @@ export interface ServerOptions {
   readonly alertIntervalMs?: number;
   /** Bytes of compiled rulesets kept in memory (default 256 MiB). */
   readonly textCacheBytes?: number;
-  /** DuckDB memory limit for the flow store (default 512MB). */
+  /** DuckDB memory limit for the flow store (default 256MB: the control plane itself needs about 560 MiB for 10,000 agents). */
   readonly storeMemory?: string;
   /** Days of flows and edges the flow store keeps (set on the store at start; default: what the store has, all at first). */
   readonly flowRetentionDays?: number;
@@ -139,7 +139,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   let store: WorkerFlowStore;
   try {
     // In a thread of its own: DuckDB's synchronous calls never hold up the API.
-    store = await WorkerFlowStore.open(storePath, { memoryLimit: options.storeMemory ?? '512MB' });
+    store = await WorkerFlowStore.open(storePath, { memoryLimit: options.storeMemory ?? '256MB' });
   } catch (e) {
     db.close();
     throw e;

@@ -106,6 +106,10 @@ test('serve: the command runs the server until told to stop; the admin token fil
   assert.throws(() => parseListenAddress('localhost'));
   assert.equal(parseSize('8m', '--max-body'), 8 << 20);
   assert.equal(parseSize('1024', '--max-body'), 1024);
+  const io = { out: () => {}, err: () => {}, color: false };
+  const base = { state: '/nonexistent/never-made.db', listen: '127.0.0.1:0', maxBody: '1m', rate: '50', agentRate: '20', pollSeconds: '30' };
+  await assert.rejects(runServe({ ...base, storeMemory: '12xx' }, io), /invalid --store-memory `12xx`: write a size such as 256MB/);
+  await assert.rejects(runServe({ ...base, violationRetentionDays: '0' }, io), /--violation-retention-days must be a positive number/);
   const s0 = await testServer();
   const dir = s0.dir;
   await s0.stop();
@@ -114,7 +118,7 @@ test('serve: the command runs the server until told to stop; the admin token fil
   const state = join(dir, 'cli.db');
   const lines: string[] = [];
   const ctl = new AbortController();
-  const run = runServe({ state, listen: '127.0.0.1:0', maxBody: '1m', rate: '50', agentRate: '20', pollSeconds: '30', store: join(dir, 'flows') }, { out: (l) => lines.push(l), err: (l) => lines.push(l), color: false }, ctl.signal);
+  const run = runServe({ state, listen: '127.0.0.1:0', maxBody: '1m', rate: '50', agentRate: '20', pollSeconds: '30', store: join(dir, 'flows'), storeMemory: '128MB', violationRetentionDays: '30' }, { out: (l) => lines.push(l), err: (l) => lines.push(l), color: false }, ctl.signal);
   const t0 = Date.now();
   while (!lines.some((l) => l.startsWith('bulkhead serve:')) && Date.now() - t0 < 10000) await new Promise((r) => setTimeout(r, 20));
   const url = /bulkhead serve: (\S+);/.exec(lines.find((l) => l.startsWith('bulkhead serve:'))!)![1];
