@@ -7,26 +7,10 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { gunzipSync } from 'node:zlib';
-import { encodeFlowBatch, FLOW_WIRE_TYPE } from '../flows/wire.js';
+import { encodeFlowBatch, FLOW_WIRE_TYPE, wireColumns, type WireColumns, type WireFlow } from '../flows/wire.js';
 
 /** One flow as the agent reports it (`AgentFlow` of docs/API.md). */
-export interface AgentFlow {
-  /** Epoch milliseconds. */
-  readonly start: number;
-  readonly end: number;
-  readonly src: string;
-  readonly dst: string;
-  /** Ports; for ICMP, `sport` is 0 and `dport` is `type × 256 + code`. */
-  readonly sport: number;
-  readonly dport: number;
-  /** IANA protocol number. */
-  readonly proto: number;
-  readonly packets: number;
-  readonly bytes: number;
-  readonly initiator?: 'src';
-  readonly verdict?: 'allowed' | 'blocked' | 'potentially-blocked';
-  readonly rule?: string;
-}
+export type AgentFlow = WireFlow;
 
 /** An agent event (docs/API.md). */
 export interface AgentEvent {
@@ -59,51 +43,11 @@ export interface Registered {
   readonly flowFormats?: readonly string[];
 }
 
-/**
- * A flow batch as columns (docs/API.md): one list per field, entry `i` of
- * each for record `i`; optional fields are columns with `null` for absent,
- * left out when no record has them. Far fewer keys for the server to parse
- * than a list of records.
- */
-export interface FlowColumns {
-  readonly start: number[];
-  readonly end: number[];
-  readonly src: string[];
-  readonly dst: string[];
-  readonly sport: number[];
-  readonly dport: number[];
-  readonly proto: number[];
-  readonly packets: number[];
-  readonly bytes: number[];
-  readonly initiator?: ('src' | null)[];
-  readonly verdict?: (NonNullable<AgentFlow['verdict']> | null)[];
-  readonly rule?: (string | null)[];
-}
+/** A flow batch as columns (docs/API.md). */
+export type FlowColumns = WireColumns;
 
 /** Records as columns. */
-export function flowColumns(records: readonly AgentFlow[]): FlowColumns {
-  const n = records.length;
-  const c = { start: new Array<number>(n), end: new Array<number>(n), src: new Array<string>(n), dst: new Array<string>(n), sport: new Array<number>(n), dport: new Array<number>(n), proto: new Array<number>(n), packets: new Array<number>(n), bytes: new Array<number>(n) };
-  let initiator: ('src' | null)[] | undefined;
-  let verdict: (NonNullable<AgentFlow['verdict']> | null)[] | undefined;
-  let rule: (string | null)[] | undefined;
-  for (let i = 0; i < n; i++) {
-    const r = records[i];
-    c.start[i] = r.start;
-    c.end[i] = r.end;
-    c.src[i] = r.src;
-    c.dst[i] = r.dst;
-    c.sport[i] = r.sport;
-    c.dport[i] = r.dport;
-    c.proto[i] = r.proto;
-    c.packets[i] = r.packets;
-    c.bytes[i] = r.bytes;
-    if (r.initiator !== undefined) (initiator ??= new Array<'src' | null>(n).fill(null))[i] = r.initiator;
-    if (r.verdict !== undefined) (verdict ??= new Array<NonNullable<AgentFlow['verdict']> | null>(n).fill(null))[i] = r.verdict;
-    if (r.rule !== undefined) (rule ??= new Array<string | null>(n).fill(null))[i] = r.rule;
-  }
-  return { ...c, ...(initiator ? { initiator } : {}), ...(verdict ? { verdict } : {}), ...(rule ? { rule } : {}) };
-}
+export const flowColumns = wireColumns;
 
 /** A compiled ruleset as the server sends it. */
 export interface PolicyDocument {

@@ -32,20 +32,69 @@ export const FLOW_WIRE_TYPE = 'application/vnd.bulkhead.flows.v1';
 export const WIRE_VERDICTS = [null, 'allowed', 'blocked', 'potentially-blocked'] as const;
 export type WireVerdict = NonNullable<(typeof WIRE_VERDICTS)[number]>;
 
-/** A flow record as an agent reports it (docs/API.md). */
+/** One flow as an agent reports it (`AgentFlow` of docs/API.md), in any of the three body forms. */
 export interface WireFlow {
+  /** Epoch milliseconds. */
   readonly start: number;
   readonly end: number;
   readonly src: string;
   readonly dst: string;
+  /** Ports; for ICMP, `sport` is 0 and `dport` is `type × 256 + code`. */
   readonly sport: number;
   readonly dport: number;
+  /** IANA protocol number. */
   readonly proto: number;
   readonly packets: number;
   readonly bytes: number;
   readonly initiator?: 'src';
   readonly verdict?: WireVerdict;
   readonly rule?: string;
+}
+
+/**
+ * A flow batch as JSON columns (docs/API.md): one list per field, entry `i`
+ * of each for record `i`; optional fields are columns with `null` for
+ * absent, left out when no record has them. Far fewer keys to parse than a
+ * list of records.
+ */
+export interface WireColumns {
+  readonly start: readonly number[];
+  readonly end: readonly number[];
+  readonly src: readonly string[];
+  readonly dst: readonly string[];
+  readonly sport: readonly number[];
+  readonly dport: readonly number[];
+  readonly proto: readonly number[];
+  readonly packets: readonly number[];
+  readonly bytes: readonly number[];
+  readonly initiator?: readonly ('src' | null)[];
+  readonly verdict?: readonly (WireVerdict | null)[];
+  readonly rule?: readonly (string | null)[];
+}
+
+/** Records as columns. */
+export function wireColumns(records: readonly WireFlow[]): WireColumns {
+  const n = records.length;
+  const c = { start: new Array<number>(n), end: new Array<number>(n), src: new Array<string>(n), dst: new Array<string>(n), sport: new Array<number>(n), dport: new Array<number>(n), proto: new Array<number>(n), packets: new Array<number>(n), bytes: new Array<number>(n) };
+  let initiator: ('src' | null)[] | undefined;
+  let verdict: (WireVerdict | null)[] | undefined;
+  let rule: (string | null)[] | undefined;
+  for (let i = 0; i < n; i++) {
+    const r = records[i];
+    c.start[i] = r.start;
+    c.end[i] = r.end;
+    c.src[i] = r.src;
+    c.dst[i] = r.dst;
+    c.sport[i] = r.sport;
+    c.dport[i] = r.dport;
+    c.proto[i] = r.proto;
+    c.packets[i] = r.packets;
+    c.bytes[i] = r.bytes;
+    if (r.initiator !== undefined) (initiator ??= new Array<'src' | null>(n).fill(null))[i] = r.initiator;
+    if (r.verdict !== undefined) (verdict ??= new Array<WireVerdict | null>(n).fill(null))[i] = r.verdict;
+    if (r.rule !== undefined) (rule ??= new Array<string | null>(n).fill(null))[i] = r.rule;
+  }
+  return { ...c, ...(initiator ? { initiator } : {}), ...(verdict ? { verdict } : {}), ...(rule ? { rule } : {}) };
 }
 
 /** A decoded batch: views of the body's columns. */
@@ -246,13 +295,12 @@ export function decodeFlowBatch(bytes: Uint8Array, max: number): WireBatch | Wir
   const mapped = (col: Uint32Array, i: number) => col[4 * i] === 0 && col[4 * i + 1] === 0 && col[4 * i + 2] === 0xffff;
   for (let i = 0; i < n; i++) {
     // An IPv4-mapped IPv6 end (::ffff:a.b.c.d) is that IPv4 address, as the JSON forms read it.
-    if (v6 && batch.family[i] & V6.src && mapped(batch.src6, i)) {
-      batch.src4[i] = batch.src6[4 * i + 3];
-      batch.family[i] &= ~V6.src;
-    }
-    if (v6 && batch.family[i] & V6.dst && mapped(batch.dst6, i)) {
-      batch.dst4[i] = batch.dst6[4 * i + 3];
-      batch.family[i] &= ~V6.dst;
+    if (v6) {
+      for (const [bit, col6, col4] of [[V6.src, batch.src6, batch.src4], [V6.dst, batch.dst6, batch.dst4]] as const) {
+        if (!(batch.family[i] & bit) || !mapped(col6, i)) continue;
+        col4[i] = col6[4 * i + 3];
+        batch.family[i] &= ~bit;
+      }
     }
     if (!whole(batch.start[i])) return { path: `/start/${i}`, message: 'a whole number of epoch ms' };
     if (!whole(batch.end[i])) return { path: `/end/${i}`, message: 'a whole number of epoch ms' };

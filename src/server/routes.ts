@@ -174,7 +174,7 @@ export const ROUTES: readonly Route<Ctx>[] = [
     auth: 'public',
     summary: 'liveness: the server answers (200) and knows its active version; `store` is `ok`, or why the flow store failed (policies are still served)',
     handler: (_req, ctx) => {
-      const failure = (ctx.cp.store as { failure?: Error }).failure;
+      const failure = ctx.cp.store.failure;
       return json({ ok: true, activeVersion: ctx.cp.policy.activeVersion(), store: failure ? failure.message : 'ok' });
     },
   },

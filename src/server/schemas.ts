@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { PeerSchema, PortEntrySchema, RulesetSchema } from '../policy/schema.js';
 import { ROLES } from './auth.js';
 import { ApiError } from './http.js';
-import { decodeFlowBatch, WIRE_VERDICTS, type WireBatch } from '../flows/wire.js';
+import { decodeFlowBatch, WIRE_VERDICTS, wireColumns, type WireBatch, type WireColumns } from '../flows/wire.js';
 import { V6, v6ToWords } from '../flows/record.js';
 import { parseAddr, type Addr } from '../netset/ip.js';
 
@@ -199,20 +199,7 @@ function flowProblem(r: unknown): { path: string; message: string } | undefined 
 }
 
 /** A checked flow batch, as columns (what the ingest reads, whichever form was sent). */
-export interface FlowColumns {
-  readonly start: readonly number[];
-  readonly end: readonly number[];
-  readonly src: readonly string[];
-  readonly dst: readonly string[];
-  readonly sport: readonly number[];
-  readonly dport: readonly number[];
-  readonly proto: readonly number[];
-  readonly packets: readonly number[];
-  readonly bytes: readonly number[];
-  readonly initiator?: readonly ('src' | null)[];
-  readonly verdict?: readonly (AgentFlow['verdict'] | null)[];
-  readonly rule?: readonly (string | null)[];
-}
+export type FlowColumns = WireColumns;
 
 const REQUIRED_COLUMNS = ['start', 'end', 'src', 'dst', 'sport', 'dport', 'proto', 'packets', 'bytes'] as const;
 const OPTIONAL_COLUMNS = ['initiator', 'verdict', 'rule'] as const;
@@ -282,30 +269,6 @@ function checkColumns(json: unknown, bad: (path: string, message: string) => Api
   return c as unknown as FlowColumns;
 }
 
-/** Records as columns (optional columns only when some record has the field). */
-export function columnsOf(records: readonly AgentFlow[]): FlowColumns {
-  const n = records.length;
-  const col = <T>(f: (r: AgentFlow) => T): T[] => {
-    const out = new Array<T>(n);
-    for (let i = 0; i < n; i++) out[i] = f(records[i]);
-    return out;
-  };
-  const opt = <T>(f: (r: AgentFlow) => T | undefined): (T | null)[] | undefined => (records.some((r) => f(r) !== undefined) ? col((r) => f(r) ?? null) : undefined);
-  return {
-    start: col((r) => r.start),
-    end: col((r) => r.end),
-    src: col((r) => r.src),
-    dst: col((r) => r.dst),
-    sport: col((r) => r.sport),
-    dport: col((r) => r.dport),
-    proto: col((r) => r.proto),
-    packets: col((r) => r.packets),
-    bytes: col((r) => r.bytes),
-    initiator: opt((r) => r.initiator),
-    verdict: opt((r) => r.verdict),
-    rule: opt((r) => r.rule),
-  };
-}
 
 /**
  * Checks a flow batch, records or columns, as {@link FlowsBody} does,
@@ -331,7 +294,7 @@ export function parseFlowsBody(json: unknown): FlowColumns {
     const p = flowProblem(records[i]);
     if (p) throw bad(`/records/${i}${p.path}`, p.message);
   }
-  return columnsOf(records as AgentFlow[]);
+  return wireColumns(records as AgentFlow[]);
 }
 
 /** A checked JSON batch (records or columns) as the ingest reads it: columns of numbers, addresses parsed (400 if one is not an address). */

@@ -98,4 +98,6 @@ export interface FlowStore {
   applyRetention(now: number): Promise<RetentionResult | undefined>;
   stats(): Promise<StoreStats>;
   close(): Promise<void>;
+  /** Why the store cannot answer any more, when a backend can fail apart from its caller (a thread that died). */
+  readonly failure?: Error;
 }

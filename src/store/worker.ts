@@ -135,7 +135,14 @@ export class WorkerFlowStore implements FlowStore {
 
   async beginIngest(source: string): Promise<IngestRun> {
     const { run, id } = await this.call<{ run: number; id: number }>({ op: 'begin', source });
-    return new WorkerIngestRun(this, run, id, (r) => this.call<IngestSummary>({ op: 'finish', run: r }), (r) => this.call<void>({ op: 'abort', run: r }));
+    return new WorkerIngestRun(this, run, id);
+  }
+
+  /** Ends a run: stores it ({@link IngestRun.finish}), or gives it up. */
+  endRun(run: number, how: 'finish'): Promise<IngestSummary>;
+  endRun(run: number, how: 'abort'): Promise<void>;
+  endRun(run: number, how: 'finish' | 'abort'): Promise<IngestSummary | void> {
+    return this.call({ op: how, run });
   }
 
   edges(filter?: EdgeFilter): Promise<EdgeRow[]> {
@@ -191,8 +198,6 @@ class WorkerIngestRun implements IngestRun {
     private readonly store: WorkerFlowStore,
     private readonly run: number,
     readonly id: number,
-    private readonly finishRun: (run: number) => Promise<IngestSummary>,
-    private readonly abortRun: (run: number) => Promise<void>,
   ) {}
 
   append(batch: FlowBatch, server: Uint8Array, port: Uint16Array): void {
@@ -203,13 +208,13 @@ class WorkerIngestRun implements IngestRun {
   finish(): Promise<IngestSummary> {
     if (this.finished) return Promise.reject(new Error('this ingest run is finished'));
     this.finished = true;
-    return this.finishRun(this.run);
+    return this.store.endRun(this.run, 'finish');
   }
 
   abort(): Promise<void> {
     if (this.finished) return Promise.resolve();
     this.finished = true;
-    return this.abortRun(this.run);
+    return this.store.endRun(this.run, 'abort');
   }
 }
 

@@ -1,8 +1,8 @@
 /** The binary flow batch: what it encodes decodes to the same columns as the JSON forms; bad bytes are refused with a place. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeFlowBatch, encodeFlowBatch, type WireBatch, type WireFlow } from '../../src/flows/wire.js';
-import { columnsOf, flowsBodyBatch } from '../../src/server/schemas.js';
+import { decodeFlowBatch, encodeFlowBatch, wireColumns, type WireBatch, type WireFlow } from '../../src/flows/wire.js';
+import { flowsBodyBatch } from '../../src/server/schemas.js';
 import { Rng } from '../../src/generate/prng.js';
 
 function randomRecords(seed: number, n: number, v6: boolean): WireFlow[] {
@@ -49,7 +49,7 @@ test('wire: binary, records and columns give the same batch', () => {
     assert.ok(!('message' in bin), JSON.stringify(bin));
     const fromRecords = flowsBodyBatch({ records });
     assert.deepEqual(plain(bin), plain(fromRecords), `seed ${seed}`);
-    assert.deepEqual(plain(flowsBodyBatch({ columns: columnsOf(records) })), plain(fromRecords), `seed ${seed}: columns`);
+    assert.deepEqual(plain(flowsBodyBatch({ columns: wireColumns(records) })), plain(fromRecords), `seed ${seed}: columns`);
     assert.equal(bin.src6.length, v6 && records.some((r) => r.src.includes(':') || r.dst.includes(':')) ? 4 * n : 0);
   }
 });

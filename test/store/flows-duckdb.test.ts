@@ -5,32 +5,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatAddr, parseAddr } from '../../src/netset/ip.js';
-import { foldPorts, ServerInference } from '../../src/flows/attribute.js';
 import { decodeAll } from '../../src/flows/formats/index.js';
-import { FlowBatch, type FlowRecord } from '../../src/flows/record.js';
+import type { FlowRecord } from '../../src/flows/record.js';
 import { addrOfParts, DuckDbFlowStore, partsOfAddr } from '../../src/store/flows-duckdb.js';
-import type { FlowStore } from '../../src/store/flows.js';
 import { fixture } from '../flows/util.js';
+import { ingest } from './ingest-helper.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'bulkhead-store-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Appends records in one run, oriented and folded as the ingest command does. */
-async function ingest(store: FlowStore, records: readonly FlowRecord[], infer = new ServerInference()) {
-  const run = await store.beginIngest('test');
-  const b = new FlowBatch(3); // small batches: several appends
-  const server = new Uint8Array(3);
-  const port = new Uint16Array(3);
-  for (let k = 0; k < records.length; k += 3) {
-    const part = records.slice(k, k + 3);
-    part.forEach((r, i) => b.set(i, r));
-    b.length = part.length;
-    infer.orient(b, server);
-    foldPorts(b, server, port);
-    run.append(b, server, port);
-  }
-  return run.finish();
-}
 
 test('addresses: the two stored halves round trip, IPv4 as mapped IPv6', () => {
   for (const s of ['0.0.0.0', '10.10.1.41', '255.255.255.255', '::', '::1', '2001:db8::1', 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff']) {

@@ -4,34 +4,16 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { foldPorts, ServerInference } from '../../src/flows/attribute.js';
 import { decodeAll } from '../../src/flows/formats/index.js';
-import { FlowBatch, type FlowRecord } from '../../src/flows/record.js';
+import { FlowBatch } from '../../src/flows/record.js';
 import { DuckDbFlowStore } from '../../src/store/flows-duckdb.js';
 import { WorkerFlowStore } from '../../src/store/worker.js';
-import type { FlowStore } from '../../src/store/flows.js';
 import { fixture } from '../flows/util.js';
+import { ingest } from './ingest-helper.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'bulkhead-wstore-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Appends records in one run of batches of `size` (the batch object is reused, as callers do), oriented and folded. */
-async function ingest(store: FlowStore, records: readonly FlowRecord[], size: number) {
-  const infer = new ServerInference();
-  const run = await store.beginIngest('test');
-  const b = new FlowBatch(size);
-  const server = new Uint8Array(size);
-  const port = new Uint16Array(size);
-  for (let k = 0; k < records.length; k += size) {
-    const part = records.slice(k, k + size);
-    part.forEach((r, i) => b.set(i, r));
-    b.length = part.length;
-    infer.orient(b, server);
-    foldPorts(b, server, port);
-    run.append(b, server, port);
-  }
-  return run.finish();
-}
 
 const show = (v: unknown) => JSON.stringify(v, (_, x) => (typeof x === 'bigint' ? `${x}n` : x));
 
