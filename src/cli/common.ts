@@ -11,6 +11,8 @@ export const EXIT = {
   usage: 2,
   blocked: 3,
   potentiallyBlocked: 4,
+  /** apply: the load failed (nothing changed, or rolled back). 5 is assert's. */
+  applyFailed: 6,
 } as const;
 
 /** Thrown for a problem with the command line itself; exits with EXIT.usage. */

@@ -9,6 +9,7 @@ import { runEval } from './eval.js';
 import { runDemo } from './demo.js';
 import { runGenerate } from './generate.js';
 import { register as registerCompile } from './compile.js';
+import { register as registerApply } from './apply.js';
 import { register as registerLab } from './lab.js';
 import { register as registerReach } from './reach.js';
 import { register as registerBlast } from './blast.js';
@@ -80,6 +81,7 @@ Exit codes:
   3  eval: the flow is blocked; test: some legitimate flow would be blocked
   4  eval: the flow is potentially blocked (a test-mode end would block it); test: some would be
   5  assert: some assertion fails
+  6  apply: loading the ruleset failed (nothing changed, or rolled back)
 
 Start with:
   bulkhead demo                       run the whole loop on the bundled sample estate
@@ -145,6 +147,7 @@ Start with:
   registerGenerateFlows(prog, io);
   registerRecommend(prog, io);
   registerCompile(prog, io);
+  registerApply(prog, io);
   registerLab(prog, io);
   registerReach(prog, io);
   registerBlast(prog, io);

@@ -1,0 +1,180 @@
+/**
+ * `bulkhead apply`: compile one workload's ruleset and load it on this host,
+ * without a control plane (the agent does the same on its own, from the
+ * server). nftables: one `nft -f` transaction that replaces only the table
+ * `inet bulkhead`. iptables: bulkhead's own chains and sets, rolled back to
+ * the last known good rules when a step fails. `--dry-run` prints what would
+ * change and changes nothing.
+ */
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { Option, type Command } from 'commander';
+import { HostCompiler } from '../compile/host.js';
+import { compileNftables } from '../compile/nftables.js';
+import { compileIptables } from '../compile/iptables.js';
+import { listTable, nftApply, nftAvailable, nftDiff } from '../adapters/nft.js';
+import { iptablesApplySafely, iptablesDiff } from '../adapters/iptables.js';
+import { EXIT, loadDir, parseNow, printDiagnostics, UsageError, type Io } from './common.js';
+import { failsafeOf, type CompileOptions } from './compile.js';
+import { plural, summary } from './render.js';
+import { familyOf, formatPrefix, parseAddr, prefixRange, type Prefix } from '../netset/ip.js';
+
+/** Where `apply` keeps the last known good rulesets unless told otherwise (apart from the agent's). */
+export const DEFAULT_APPLY_STATE_DIR = '/var/lib/bulkhead/apply';
+
+export interface ApplyCliOptions extends Pick<CompileOptions, 'mgmt' | 'mgmtPort' | 'controlPlane' | 'now'> {
+  target: string;
+  workload: string;
+  dryRun?: boolean;
+  force?: boolean;
+  netns?: string;
+  state?: string;
+  output: string;
+}
+
+function haveTools(iptables: boolean): string | undefined {
+  if (!iptables) return nftAvailable() ? undefined : '`nft` is not usable here: install it (apt-get install nftables) and run as root';
+  for (const tool of ['ipset', 'iptables-restore', 'ip6tables-restore']) {
+    const r = spawnSync(tool, ['--version'], { encoding: 'utf8' });
+    if (r.error) return `\`${tool}\` is not installed: apt-get install iptables ipset`;
+  }
+  return process.getuid?.() === 0 ? undefined : 'loading iptables rules needs root';
+}
+
+/** The addresses on the interfaces of this host (or of `netns`), from `ip -json addr`; undefined when `ip` cannot tell. */
+function localAddresses(netns: string | undefined): string[] | undefined {
+  const argv = netns ? ['netns', 'exec', netns, 'ip', '-json', 'addr', 'show'] : ['-json', 'addr', 'show'];
+  const r = spawnSync('ip', argv, { encoding: 'utf8' });
+  if (r.status !== 0) return undefined;
+  try {
+    return (JSON.parse(r.stdout) as { addr_info?: { local?: string }[] }[]).flatMap((l) => (l.addr_info ?? []).map((a) => a.local ?? '')).filter((a) => a !== '');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether one of `local` lies in one of the workload's prefixes. */
+function ownsOne(prefixes: readonly Prefix[], local: readonly string[]): boolean {
+  for (const s of local) {
+    const a = parseAddr(s);
+    if (a === null) continue;
+    for (const p of prefixes) {
+      if (familyOf(p.addr) !== familyOf(a)) continue;
+      const [lo, hi] = prefixRange(p);
+      if (a >= lo && a <= hi) return true;
+    }
+  }
+  return false;
+}
+
+/** Runs `bulkhead apply`; returns the exit code. */
+export function runApply(dir: string, opts: ApplyCliOptions, io: Io): number {
+  const iptables = opts.target === 'iptables';
+  const c = loadDir(dir, parseNow(opts.now));
+  if (c.diagnostics.hasErrors()) {
+    printDiagnostics(c.diagnostics.sorted().filter((d) => d.severity === 'error'), c.texts, io);
+    io.err(`nothing applied: the policy has problems (${summary(c.diagnostics.errorCount, c.diagnostics.warningCount)})`);
+    return EXIT.policyErrors;
+  }
+  const index = c.ir.workloads.findIndex((w) => w.name === opts.workload);
+  if (index < 0) throw new UsageError(`unknown workload \`${opts.workload}\`: name one of the policy's workloads (bulkhead compile ${dir} --output json lists the managed ones)`);
+  const host = new HostCompiler(c.ir).host(index);
+  if (!host) throw new UsageError(`workload \`${opts.workload}\` is unmanaged: bulkhead programs no ruleset for it (see docs/ENFORCEMENT.md)`);
+  const failsafe = failsafeOf(opts);
+  const artifact = iptables ? compileIptables(host, { failsafe }) : compileNftables(host, { failsafe });
+  printDiagnostics(artifact.diagnostics, c.texts, io);
+  // Fail closed: a ruleset that cannot say what the policy says is never loaded.
+  if (artifact.diagnostics.some((d) => d.severity === 'error')) {
+    io.err(`nothing applied: the ${opts.target} ruleset of ${opts.workload} cannot express the policy (see the errors above)`);
+    return EXIT.policyErrors;
+  }
+  const missing = haveTools(iptables);
+  if (missing) throw new UsageError(missing);
+  // Without this, a mistyped name would read as an empty namespace and the dry run would show everything as new.
+  if (opts.netns !== undefined && spawnSync('ip', ['netns', 'exec', opts.netns, 'true']).status !== 0) throw new UsageError(`no network namespace \`${opts.netns}\` (ip netns list shows them)`);
+  const where = opts.netns ? `network namespace ${opts.netns}` : 'this host';
+  // The wrong workload's ruleset would enforce someone else's policy here, and can cut the host off.
+  const local = localAddresses(opts.netns);
+  const prefixes = c.ir.workloads[index].addresses;
+  if (local !== undefined && !ownsOne(prefixes, local)) {
+    const says = `${where} has none of ${opts.workload}'s addresses (${prefixes.map(formatPrefix).join(', ')})`;
+    if (!opts.dryRun && !opts.force) throw new UsageError(`${says}: its ruleset would enforce another workload's policy here. Name this host's workload with -w, or pass --force`);
+    io.err(`warning: ${says}`);
+  }
+  const target = { netns: opts.netns };
+  const what = `${plural(artifact.rules, 'rule')}, ${plural(artifact.setElements, 'set element')}`;
+
+  if (opts.dryRun) {
+    let diff: string;
+    try {
+      diff = 'text' in artifact ? nftDiff(artifact.text, target) : iptablesDiff(artifact, target);
+    } catch (e) {
+      io.err(`dry run failed: ${(e as Error).message}`);
+      return EXIT.applyFailed;
+    }
+    if (opts.output === 'json') io.out(JSON.stringify({ workload: opts.workload, target: opts.target, where, dryRun: true, changed: diff !== '', rules: artifact.rules, setElements: artifact.setElements, diff }, null, 2));
+    else {
+      if (diff !== '') io.out(diff.replace(/\n$/, ''));
+      io.err(diff === '' ? `dry run: ${where} already has this ruleset (${what}); nothing would change` : `dry run: the diff above is what applying ${opts.workload}'s ${opts.target} ruleset (${what}) would change on ${where}; nothing was changed`);
+    }
+    return EXIT.ok;
+  }
+
+  const stateDir = join(opts.state ?? DEFAULT_APPLY_STATE_DIR, iptables ? 'iptables' : 'nft');
+  const t0 = performance.now();
+  const r = 'text' in artifact
+    ? nftApply(artifact.text, { ...target, stateDir, verify: () => listTable(target) !== undefined })
+    : iptablesApplySafely(artifact, { ...target, stateDir });
+  const ms = performance.now() - t0;
+  if (opts.output === 'json') io.out(JSON.stringify({ workload: opts.workload, target: opts.target, where, dryRun: false, mode: host.mode, rules: artifact.rules, setElements: artifact.setElements, ms: Math.round(ms), ...r }, null, 2));
+  if (!r.ok) {
+    if (opts.output !== 'json') io.err(`apply failed on ${where}: ${r.error}`);
+    return EXIT.applyFailed;
+  }
+  if (opts.output !== 'json') io.err(`applied ${opts.workload}'s ${opts.target} ruleset (mode ${host.mode}; ${what}) on ${where} in ${ms.toFixed(0)} ms${r.changed ? '' : ': it was already loaded'}; last known good kept in ${stateDir}`);
+  return EXIT.ok;
+}
+
+/** Adds `apply` to the program. */
+export function register(prog: Command, io: Io): void {
+  prog
+    .command('apply')
+    .description('compile one workload\'s ruleset and load it on this host (or in a network namespace): atomic, last known good kept, rolled back on failure; --dry-run shows the difference')
+    .argument('<dir>', 'policy directory')
+    .requiredOption('-w, --workload <name>', 'the workload this host is')
+    .addOption(new Option('-t, --target <target>', 'enforcement backend').choices(['nftables', 'iptables']).default('nftables'))
+    .option('--dry-run', 'print the difference from what is loaded (a unified diff) and change nothing')
+    .option('--force', 'apply even when this host has none of the workload\'s addresses')
+    .option('--netns <name>', 'load into this network namespace instead of the host\'s own')
+    .option('--state <dir>', `where the last known good ruleset is kept (default ${DEFAULT_APPLY_STATE_DIR})`)
+    .option('--mgmt <prefix...>', 'failsafe: management networks always allowed in on the management ports')
+    .option('--mgmt-port <port/proto...>', 'failsafe: management ports (default 22/tcp)')
+    .option('--control-plane <prefix...>', 'failsafe: control plane addresses, always reachable both ways')
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
+    .addOption(new Option('--now <time>', 'judge override expiry at this time (ISO 8601)'))
+    .addHelpText(
+      'after',
+      `
+What it touches: nftables: only the table \`inet bulkhead\` (one \`nft -f\` transaction: all or nothing).
+iptables: only the chains BH-INPUT, BH-OUTPUT, BH-INGRESS, BH-EGRESS, the jumps to them and
+bulkhead's own ipsets; if a step fails, the last known good rules are loaded again (or, with none,
+bulkhead's chains and sets are removed). Other tables, chains and sets are never touched.
+
+Safety: the host must have one of the workload's addresses (else --force), and the failsafe
+options (--mgmt, --control-plane) keep your own way in open whatever the policy says: pass them.
+
+Exit codes: 0 applied (or dry run done), 1 the policy has errors or the ruleset cannot express it
+(nothing loaded), 2 usage (unknown workload, not this host's, no nft, not root), 6 the load failed
+(nothing changed, or rolled back).
+
+Examples:
+  bulkhead apply policy/ -w shop-prod-web-1 --mgmt 10.99.0.0/16 --control-plane 10.99.0.5 --dry-run
+  bulkhead apply policy/ -w shop-prod-web-1 --mgmt 10.99.0.0/16 --control-plane 10.99.0.5
+  bulkhead apply policy/ -w legacy-db-1 --target iptables --output json
+
+A host an agent manages gets its ruleset from the control plane: do not also apply by hand there.`,
+    )
+    .action((dir: string, opts: ApplyCliOptions) => {
+      prog.setOptionValue('exit', runApply(dir, opts, io));
+    });
+}
