@@ -27,7 +27,18 @@ import { register as registerTest } from './test.js';
 import { register as registerServe } from './serve.js';
 import { register as registerAgent } from './agent.js';
 
-const defaultIo = (): Io => ({
+let pipeWatched = false;
+/** `bulkhead … | head`: when the reader goes away, stop quietly, as a Unix tool does, instead of crashing on EPIPE. */
+function quietOnBrokenPipe(): void {
+  if (pipeWatched) return;
+  pipeWatched = true;
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
+}
+
+const defaultIo = (): Io => (quietOnBrokenPipe(), {
   out: (s) => process.stdout.write(s + '\n'),
   err: (s) => process.stderr.write(s + '\n'),
   color: Boolean(process.stderr.isTTY) && !process.env.NO_COLOR,

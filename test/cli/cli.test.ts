@@ -152,3 +152,13 @@ test('inventory from JSON and CSV loads beside YAML', async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a reader that goes away (| head) ends the CLI quietly, not with an EPIPE crash', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const c = JSON.parse((await cli('compile', ESTATE, '--output', 'json', '--now', NOW)).out) as { hosts: { workload: string }[] };
+  // Twenty rulesets: far more than a pipe buffers, so the writes go on after head has left.
+  const names = c.hosts.slice(0, 20).map((h) => h.workload);
+  const r = spawnSync('bash', ['-c', 'set -o pipefail; node --import tsx scripts/bulkhead.ts "$@" | head -c 10 >/dev/null', 'bash', 'compile', ESTATE, '--now', NOW, '-w', ...names], { encoding: 'utf8' });
+  assert.doesNotMatch(r.stderr, /EPIPE|Unhandled 'error' event/);
+  assert.equal(r.status, 0, r.stderr);
+});
