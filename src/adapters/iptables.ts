@@ -7,10 +7,10 @@
  * network namespace.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createTwoFilesPatch } from 'diff';
-import { IPTABLES_CHAINS, iptablesJumpCommands, staleIpsetCommands, type IptablesArtifact } from '../compile/iptables.js';
+import { IPTABLES_CHAINS, iptablesJumpCommands, staleIpsetCommands, type IptablesFiles } from '../compile/iptables.js';
 import { withScratchNetns, type ApplyResult } from './nft.js';
 
 function run(argv: readonly string[], input: string | undefined, netns: string | undefined): { code: number; err: string; out: string } {
@@ -19,9 +19,6 @@ function run(argv: readonly string[], input: string | undefined, netns: string |
   if (r.error) return { code: 127, err: `cannot run \`${argv[0]}\`: ${r.error.message}`, out: '' };
   return { code: r.status ?? 1, err: (r.stderr ?? '').trim(), out: r.stdout ?? '' };
 }
-
-/** The three restore files of an artifact: all that loading it needs. */
-export type IptablesFiles = Pick<IptablesArtifact, 'ipset' | 'iptables' | 'ip6tables'>;
 
 export type IptablesApplyResult = { readonly ok: true } | { readonly ok: false; readonly step: string; readonly error: string };
 
@@ -37,13 +34,8 @@ export function iptablesApply(a: IptablesFiles, options: { netns?: string } = {}
     const r = run(argv, input, netns);
     if (r.code !== 0) return { ok: false, step, error: r.err || `exit ${r.code}` };
   }
-  for (const j of iptablesJumpCommands()) {
-    const c = run(j.check, undefined, netns);
-    if (c.code === 0) continue;
-    if (c.code !== 1) return { ok: false, step: `check ${j.chain} jump`, error: c.err };
-    const i = run(j.insert, undefined, netns);
-    if (i.code !== 0) return { ok: false, step: `insert ${j.chain} jump`, error: i.err };
-  }
+  const jumps = ensureJumpsFirst(netns);
+  if (!jumps.ok) return jumps;
   const list = run(['ipset', 'list', '-n'], undefined, netns);
   if (list.code === 0) {
     for (const cmd of staleIpsetCommands(a, list.out.split('\n').filter((l) => l !== ''))) run(cmd, undefined, netns);
@@ -51,8 +43,44 @@ export function iptablesApply(a: IptablesFiles, options: { netns?: string } = {}
   return { ok: true };
 }
 
+/** The positions (1-based, among the chain's rules) of the rules `-A <chain> -j <target>`, from `-S <chain>`. */
+function jumpPositions(bin: string, chain: string, target: string, netns: string | undefined): number[] | { error: string } {
+  const r = run([bin, '-w', '-t', 'filter', '-S', chain], undefined, netns);
+  if (r.code !== 0) return { error: r.err || `exit ${r.code}` };
+  const rules = r.out.split('\n').filter((l) => l.startsWith(`-A ${chain} `));
+  return rules.flatMap((l, i) => (l === `-A ${chain} -j ${target}` ? [i + 1] : []));
+}
+
+/**
+ * Makes INPUT jump to BH-INPUT and OUTPUT to BH-OUTPUT as their first rule,
+ * exactly once, in both families. A jump that a rule of the host's own has
+ * come before (so that rule's ACCEPT would bypass the policy) is moved back to
+ * the front: the new one is inserted first, then the old one deleted, so the
+ * chain is never without it.
+ */
+function ensureJumpsFirst(netns: string | undefined): IptablesApplyResult {
+  for (const j of iptablesJumpCommands()) {
+    const bin = j.check[0];
+    const at = jumpPositions(bin, j.chain, j.target, netns);
+    if (!Array.isArray(at)) return { ok: false, step: `list ${j.chain}`, error: at.error };
+    if (at.length === 1 && at[0] === 1) continue;
+    if (at[0] !== 1) {
+      const i = run(j.insert, undefined, netns);
+      if (i.code !== 0) return { ok: false, step: `insert ${j.chain} jump`, error: i.err };
+    }
+    const now = jumpPositions(bin, j.chain, j.target, netns);
+    if (!Array.isArray(now)) return { ok: false, step: `list ${j.chain}`, error: now.error };
+    // The extra ones, from the last, so the numbers of the others stay true.
+    for (const n of now.slice(1).reverse()) {
+      const d = run([bin, '-w', '-t', 'filter', '-D', j.chain, String(n)], undefined, netns);
+      if (d.code !== 0) return { ok: false, step: `delete ${j.chain} rule ${n}`, error: d.err };
+    }
+  }
+  return { ok: true };
+}
+
 /** Checks an artifact by loading its sets and testing its restore files in a scratch namespace. */
-export function iptablesCheck(a: IptablesArtifact): { ok: true } | { ok: false; error: string } {
+export function iptablesCheck(a: IptablesFiles): { ok: true } | { ok: false; error: string } {
   return withScratchNetns((netns) => {
     for (const [argv, input] of [
       [['ipset', 'restore'], a.ipset],
@@ -67,45 +95,75 @@ export function iptablesCheck(a: IptablesArtifact): { ok: true } | { ok: false; 
 }
 
 const OUR_CHAINS: readonly string[] = Object.values(IPTABLES_CHAINS);
-const OUR_CHAIN_RE = /^(?::BH-(?:INPUT|OUTPUT|INGRESS|EGRESS) |-A BH-(?:INPUT|OUTPUT|INGRESS|EGRESS) |-A (?:INPUT|OUTPUT) -j BH-(?:INPUT|OUTPUT)$)/;
+const OUR_CHAIN_RE = /^(?::BH-(?:INPUT|OUTPUT|INGRESS|EGRESS) |-A BH-(?:INPUT|OUTPUT|INGRESS|EGRESS) )/;
+const OUR_SET_RE = /^bh-[0-9a-f]{16}-[46]$/;
 
-function ourSetRe(prefix = 'bh'): RegExp {
-  return new RegExp(`^${prefix.replace(/[.]/g, '\\.')}-[0-9a-f]{16}-[46]$`);
+/** bulkhead's chains, jumps and sets as loaded: to compare (`state`) and to load again (`files`, undefined when there are none). */
+interface Snapshot {
+  readonly state: string;
+  readonly files: IptablesFiles | undefined;
+}
+
+/**
+ * Reads what of bulkhead's is loaded, and nothing of anyone else's: its
+ * chains and their rules (`iptables-save` and `ip6tables-save`), the jumps to
+ * them with their places in INPUT and OUTPUT, and its sets with their members
+ * (`ipset save`). Throws when a tool fails.
+ */
+function snapshot(netns: string | undefined): Snapshot {
+  const state: string[] = [];
+  const restore = { 4: [] as string[], 6: [] as string[] };
+  for (const [f, family, bin] of [[4, 'ip', 'iptables-save'], [6, 'ip6', 'ip6tables-save']] as const) {
+    const r = run([bin, '-t', 'filter'], undefined, netns);
+    if (r.code !== 0) throw new Error(`${bin}: ${r.err || `exit ${r.code}`}`);
+    const place = { INPUT: 0, OUTPUT: 0 };
+    for (const line of r.out.split('\n')) {
+      const builtin = /^-A (INPUT|OUTPUT) /.exec(line);
+      if (builtin) {
+        const chain = builtin[1] as 'INPUT' | 'OUTPUT';
+        place[chain]++;
+        if (line === `-A ${chain} -j BH-${chain}`) state.push(`${family} ${line} (rule ${place[chain]} of ${chain})`);
+        continue;
+      }
+      if (!OUR_CHAIN_RE.test(line)) continue;
+      const bare = line.replace(/ \[\d+:\d+\]$/, '');
+      state.push(`${family} ${bare}`);
+      restore[f].push(line.startsWith(':') ? `${bare} [0:0]` : line);
+    }
+  }
+  const saved = run(['ipset', 'save'], undefined, netns);
+  if (saved.code !== 0) throw new Error(`ipset save: ${saved.err || `exit ${saved.code}`}`);
+  const sets = new Map<string, { create: string; members: string[] }>();
+  for (const line of saved.out.split('\n')) {
+    const m = /^(create|add) (\S+) (.*)$/.exec(line);
+    if (!m || !OUR_SET_RE.test(m[2])) continue;
+    let s = sets.get(m[2]);
+    if (!s) sets.set(m[2], (s = { create: '', members: [] }));
+    // The hash seed and bucket size differ at every creation: no difference, and not part of a set's identity.
+    if (m[1] === 'create') s.create = line.replace(/ (?:initval 0x[0-9a-f]+|bucketsize \d+)/g, '');
+    else s.members.push(m[3]);
+  }
+  const ipset: string[] = [];
+  for (const name of [...sets.keys()].sort()) {
+    const s = sets.get(name)!;
+    const members = s.members.sort();
+    state.push(s.create, ...members.map((x) => `add ${name} ${x}`));
+    ipset.push(`${s.create} -exist`, ...members.map((x) => `add ${name} ${x} -exist`));
+  }
+  const text = (f: 4 | 6) => (restore[f].length === 0 ? '' : `*filter\n${restore[f].join('\n')}\nCOMMIT\n`);
+  const empty = state.length === 0;
+  return { state: empty ? '' : `${state.join('\n')}\n`, files: empty ? undefined : { ipset: ipset.length === 0 ? '' : `${ipset.join('\n')}\n`, iptables: text(4), ip6tables: text(6) } };
 }
 
 /**
  * What of bulkhead's is loaded, as text to compare: its chains, their rules
- * and the jumps to them (`iptables-save` and `ip6tables-save`, counters
- * dropped), and its sets with their members, sorted (`ipset save`).
- * Nothing of anyone else's is read into it.
+ * and the jumps to them with their places (`iptables-save` and
+ * `ip6tables-save`, counters dropped), and its sets with their members,
+ * sorted (`ipset save`, without the random hash seed). Nothing of anyone
+ * else's is read into it. Throws when a tool fails.
  */
 export function iptablesState(options: { netns?: string } = {}): string {
-  const out: string[] = [];
-  for (const [family, bin] of [['ip', 'iptables-save'], ['ip6', 'ip6tables-save']] as const) {
-    const r = run([bin, '-t', 'filter'], undefined, options.netns);
-    if (r.code !== 0) throw new Error(`${bin}: ${r.err || `exit ${r.code}`}`);
-    for (const line of r.out.split('\n')) {
-      if (OUR_CHAIN_RE.test(line)) out.push(`${family} ${line.replace(/ \[\d+:\d+\]$/, '')}`);
-    }
-  }
-  const saved = run(['ipset', 'save'], undefined, options.netns);
-  if (saved.code !== 0) throw new Error(`ipset save: ${saved.err || `exit ${saved.code}`}`);
-  const ours = ourSetRe();
-  const sets = new Map<string, { create: string; members: string[] }>();
-  for (const line of saved.out.split('\n')) {
-    const m = /^(create|add) (\S+) (.*)$/.exec(line);
-    if (!m || !ours.test(m[2])) continue;
-    let s = sets.get(m[2]);
-    if (!s) sets.set(m[2], (s = { create: '', members: [] }));
-    // The hash seed differs at every creation: it is no difference.
-    if (m[1] === 'create') s.create = line.replace(/ initval 0x[0-9a-f]+/, '');
-    else s.members.push(m[3]);
-  }
-  for (const name of [...sets.keys()].sort()) {
-    const s = sets.get(name)!;
-    out.push(s.create, ...s.members.sort().map((x) => `add ${name} ${x}`));
-  }
-  return out.length === 0 ? '' : `${out.join('\n')}\n`;
+  return snapshot(options.netns).state;
 }
 
 /**
@@ -147,61 +205,73 @@ export function iptablesRemove(options: { netns?: string } = {}): IptablesApplyR
   }
   const list = run(['ipset', 'list', '-n'], undefined, options.netns);
   if (list.code === 0) {
-    const ours = ourSetRe();
-    for (const name of list.out.split('\n').filter((n) => ours.test(n))) run(['ipset', 'destroy', name], undefined, options.netns);
+    for (const name of list.out.split('\n').filter((n) => OUR_SET_RE.test(n))) run(['ipset', 'destroy', name], undefined, options.netns);
   }
   return { ok: true };
 }
 
-const LAST_GOOD_PARTS = ['ipset', 'iptables', 'ip6tables'] as const;
+/** The last known good files, all three in one file so that they are replaced together. */
+const LAST_GOOD = 'last-good.json';
 
 /** The last known good artifact kept in `stateDir`, if any. */
 export function iptablesLastKnownGood(stateDir: string): IptablesFiles | undefined {
-  const files = LAST_GOOD_PARTS.map((p) => join(stateDir, `last-good.${p}`));
-  if (!files.every((f) => existsSync(f))) return undefined;
-  const [ipset, iptables, ip6tables] = files.map((f) => readFileSync(f, 'utf8'));
-  return { ipset, iptables, ip6tables };
+  try {
+    const j = JSON.parse(readFileSync(join(stateDir, LAST_GOOD), 'utf8')) as Partial<IptablesFiles>;
+    return typeof j.ipset === 'string' && typeof j.iptables === 'string' && typeof j.ip6tables === 'string' ? { ipset: j.ipset, iptables: j.iptables, ip6tables: j.ip6tables } : undefined;
+  } catch {
+    return undefined;
+  }
 }
+
+/** Forgets the last known good artifact (nothing of bulkhead's is loaded any more). */
+export function iptablesForgetLastKnownGood(stateDir: string): void {
+  rmSync(join(stateDir, LAST_GOOD), { force: true });
+}
+
+/** What {@link iptablesApplySafely} did. */
+export type IptablesSafeResult = ApplyResult | { readonly ok: false; readonly error: string; readonly rolledBack: false; readonly rollbackFailed: true };
 
 /**
  * Applies an artifact with a way back. iptables has no transaction across
- * `ipset restore`, `iptables-restore` and `ip6tables-restore`, so when a step
- * fails, or `verify` (default: bulkhead's chains and jumps are all there)
- * says no afterwards, the last known good artifact in `stateDir` is applied
- * again, or, with none, bulkhead's chains, jumps and sets are removed: the
- * host is left as it was before bulkhead, never half way. An artifact that
- * applies and verifies becomes the new last known good.
+ * `ipset restore`, `iptables-restore` and `ip6tables-restore`, so first
+ * bulkhead's chains, jumps and sets as loaded are read; when a step fails, or
+ * `verify` (default: bulkhead's four chains are there in both families, each
+ * jumped to first) says no afterwards, exactly that is loaded again, or, when
+ * there was nothing of bulkhead's, its chains, jumps and sets are removed.
+ * If that fails too, the result says so (`rollbackFailed`). An artifact that
+ * applies and verifies becomes the last known good in `stateDir` (what an
+ * agent loads again at start).
  */
-export function iptablesApplySafely(a: IptablesFiles, options: { netns?: string; stateDir: string; verify?: () => boolean }): ApplyResult {
+export function iptablesApplySafely(a: IptablesFiles, options: { netns?: string; stateDir: string; verify?: () => boolean }): IptablesSafeResult {
   mkdirSync(options.stateDir, { recursive: true });
-  const before = iptablesState(options);
+  const before = snapshot(options.netns);
   const r = iptablesApply(a, options);
   let why = r.ok ? '' : `${r.step} failed: ${r.error}`;
   if (r.ok) {
     try {
-      if (!(options.verify ? options.verify() : chainsPresent(options.netns))) why = 'verification failed';
+      if (!(options.verify ? options.verify() : chainsInPlace(options.netns))) why = 'verification failed';
     } catch (e) {
       why = `verification failed: ${(e as Error).message}`;
     }
   }
   if (why !== '') {
-    const good = iptablesLastKnownGood(options.stateDir);
-    const back = good ? iptablesApply(good, options) : iptablesRemove(options);
-    const how = good ? 'rolled back to the last known good rules' : 'no last known good rules: removed bulkhead\'s chains and sets';
-    return { ok: false, error: `${why}; ${back.ok ? how : `roll back failed too: ${back.step}: ${back.error}`}`, rolledBack: back.ok };
+    const back = before.files ? iptablesApply(before.files, options) : iptablesRemove(options);
+    if (!back.ok) return { ok: false, error: `${why}; rolling back failed too (${back.step}: ${back.error}): bulkhead's rules may be half loaded`, rolledBack: false, rollbackFailed: true };
+    return { ok: false, error: `${why}; ${before.files ? 'rolled back to the rules loaded before' : 'nothing of bulkhead\'s was loaded before: removed its chains and sets again'}`, rolledBack: true };
   }
-  for (const p of LAST_GOOD_PARTS) {
-    const f = join(options.stateDir, `last-good.${p}`);
-    writeFileSync(`${f}.tmp`, a[p]);
-    renameSync(`${f}.tmp`, f);
-  }
-  return { ok: true, changed: iptablesState(options) !== before };
+  const file = join(options.stateDir, LAST_GOOD);
+  writeFileSync(`${file}.tmp`, JSON.stringify({ ipset: a.ipset, iptables: a.iptables, ip6tables: a.ip6tables }));
+  renameSync(`${file}.tmp`, file);
+  return { ok: true, changed: snapshot(options.netns).state !== before.state };
 }
 
-/** Whether bulkhead's four chains and its two jumps are loaded, in both families. */
-function chainsPresent(netns: string | undefined): boolean {
+/** Whether bulkhead's four chains are loaded in both families and INPUT and OUTPUT jump to them first. */
+function chainsInPlace(netns: string | undefined): boolean {
   for (const bin of ['iptables', 'ip6tables']) {
     for (const chain of OUR_CHAINS) if (run([bin, '-w', '-t', 'filter', '-S', chain], undefined, netns).code !== 0) return false;
   }
-  return iptablesJumpCommands().every((j) => run(j.check, undefined, netns).code === 0);
+  return iptablesJumpCommands().every((j) => {
+    const at = jumpPositions(j.check[0], j.chain, j.target, netns);
+    return Array.isArray(at) && at.length === 1 && at[0] === 1;
+  });
 }

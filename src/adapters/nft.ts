@@ -136,6 +136,11 @@ export function nftApply(text: string, options: ApplyOptions): ApplyResult {
   return { ok: true, changed: normalizeListing(before ?? '') !== normalizeListing(after ?? '') };
 }
 
+/** Whether applying `text` should leave bulkhead's table in place (false for an idle host, whose ruleset only deletes it). */
+export function definesTable(text: string, table = 'bulkhead'): boolean {
+  return new RegExp(`^\\s*table inet ${table}\\s*\\{\\s*(?:#.*)?$`, 'm').test(text);
+}
+
 /** The last known good ruleset kept in `stateDir`, if any. */
 export function lastKnownGood(stateDir: string): string | undefined {
   const good = join(stateDir, 'last-good.nft');

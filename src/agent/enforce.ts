@@ -16,7 +16,9 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { lastKnownGood, listTable, nftApply, normalizeListing, type NftTarget } from '../adapters/nft.js';
+import { definesTable, lastKnownGood, listTable, nftApply, normalizeListing, type NftTarget } from '../adapters/nft.js';
+
+export { definesTable };
 
 /** The table the agent owns. */
 export const TABLE = 'bulkhead';
@@ -60,6 +62,24 @@ export interface RuleCounter {
   readonly test: boolean;
   readonly packets: number;
   readonly bytes: number;
+}
+
+/** What the agent enforces with: {@link Enforcer} (nftables) or IptablesEnforcer (enforce-iptables.ts). */
+export interface Enforcement {
+  /** What was applied last (also across restarts), or undefined. */
+  readonly applied: Applied | undefined;
+  /** True while blocked packets are logged to NFLOG. */
+  readonly nflog: boolean;
+  /** At start: loads the last known good ruleset again if what is loaded is not it. Never removes anything. */
+  restore(): { readonly action: 'none' | 'kept' | 'reloaded' | 'failed'; readonly detail?: string };
+  /** Applies a ruleset from the server, after checking it touches nothing but bulkhead's own. */
+  apply(ruleset: string, meta: { etag: string; version: number; mode: string }): ApplyOutcome;
+  /** Loads again what was loaded before the last apply (nothing, if nothing was). */
+  revert(): { ok: true; applied: Applied | undefined } | { ok: false; error: string };
+  /** Compares what is loaded with what was applied; on a difference, loads it again. */
+  checkDrift(): DriftCheck;
+  /** Per-rule counters of what is loaded. */
+  counters(): RuleCounter[];
 }
 
 /**
@@ -123,10 +143,6 @@ export function routeLogsToNflog(text: string, group: number): string {
   return text.replace(/log prefix "(bh [^"]*)"(?! group)/g, `log prefix "$1" group ${group}`);
 }
 
-/** Whether applying `text` should leave bulkhead's table in place (false for an idle host, whose ruleset only deletes it). */
-export function definesTable(text: string, table = TABLE): boolean {
-  return new RegExp(`^\\s*table inet ${table}\\s*\\{\\s*(?:#.*)?$`, 'm').test(text);
-}
 
 /** Per-rule counters from a table listing (`counter packets N bytes M drop|accept comment "id"`). */
 export function ruleCounters(listing: string): RuleCounter[] {
@@ -161,7 +177,7 @@ export function describeDrift(was: string, now: string | undefined): string {
 }
 
 /** Applies, restores and watches bulkhead's table in one network namespace. */
-export class Enforcer {
+export class Enforcer implements Enforcement {
   private readonly target: NftTarget;
   private readonly nftDir: string;
   private readonly appliedFile: string;
@@ -301,7 +317,8 @@ export class Enforcer {
   }
 }
 
-function readApplied(file: string): Applied | undefined {
+/** What `applied.json` holds, or undefined when it is missing or not an Applied. */
+export function readApplied(file: string): Applied | undefined {
   try {
     const a = JSON.parse(readFileSync(file, 'utf8')) as Applied;
     return typeof a.etag === 'string' && typeof a.version === 'number' ? a : undefined;

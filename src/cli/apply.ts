@@ -6,17 +6,17 @@
  * the last known good rules when a step fails. `--dry-run` prints what would
  * change and changes nothing.
  */
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Option, type Command } from 'commander';
 import { HostCompiler } from '../compile/host.js';
 import { compileNftables } from '../compile/nftables.js';
 import { compileIptables } from '../compile/iptables.js';
-import { listTable, nftApply, nftAvailable, nftDiff } from '../adapters/nft.js';
+import { definesTable, listTable, nftApply, nftAvailable, nftDiff } from '../adapters/nft.js';
 import { iptablesApplySafely, iptablesDiff } from '../adapters/iptables.js';
 import { EXIT, loadDir, parseNow, printDiagnostics, UsageError, type Io } from './common.js';
 import { failsafeOf, type CompileOptions } from './compile.js';
 import { plural, summary } from './render.js';
+import { findTool, hostAddresses, targetProblem } from '../agent/host.js';
 import { familyOf, formatPrefix, parseAddr, prefixRange, type Prefix } from '../netset/ip.js';
 
 /** Where `apply` keeps the last known good rulesets unless told otherwise (apart from the agent's). */
@@ -33,24 +33,12 @@ export interface ApplyCliOptions extends Pick<CompileOptions, 'mgmt' | 'mgmtPort
 }
 
 function haveTools(iptables: boolean): string | undefined {
-  if (!iptables) return nftAvailable() ? undefined : '`nft` is not usable here: install it (apt-get install nftables) and run as root';
-  for (const tool of ['ipset', 'iptables-restore', 'ip6tables-restore']) {
-    const r = spawnSync(tool, ['--version'], { encoding: 'utf8' });
-    if (r.error) return `\`${tool}\` is not installed: apt-get install iptables ipset`;
+  if (process.getuid?.() !== 0) return `loading ${iptables ? 'iptables rules' : 'an nftables ruleset'} needs root (run it with sudo)`;
+  if (!iptables) return nftAvailable() ? undefined : '`nft` is not usable here: apt-get install nftables';
+  for (const tool of ['ipset', 'iptables-restore', 'ip6tables-restore', 'iptables-save', 'ip6tables-save']) {
+    if (!findTool(tool)) return `\`${tool}\` is not installed: apt-get install iptables ipset`;
   }
-  return process.getuid?.() === 0 ? undefined : 'loading iptables rules needs root';
-}
-
-/** The addresses on the interfaces of this host (or of `netns`), from `ip -json addr`; undefined when `ip` cannot tell. */
-function localAddresses(netns: string | undefined): string[] | undefined {
-  const argv = netns ? ['netns', 'exec', netns, 'ip', '-json', 'addr', 'show'] : ['-json', 'addr', 'show'];
-  const r = spawnSync('ip', argv, { encoding: 'utf8' });
-  if (r.status !== 0) return undefined;
-  try {
-    return (JSON.parse(r.stdout) as { addr_info?: { local?: string }[] }[]).flatMap((l) => (l.addr_info ?? []).map((a) => a.local ?? '')).filter((a) => a !== '');
-  } catch {
-    return undefined;
-  }
+  return undefined;
 }
 
 /** Whether one of `local` lies in one of the workload's prefixes. */
@@ -68,7 +56,7 @@ function ownsOne(prefixes: readonly Prefix[], local: readonly string[]): boolean
 }
 
 /** Runs `bulkhead apply`; returns the exit code. */
-export function runApply(dir: string, opts: ApplyCliOptions, io: Io): number {
+export async function runApply(dir: string, opts: ApplyCliOptions, io: Io): Promise<number> {
   const iptables = opts.target === 'iptables';
   const c = loadDir(dir, parseNow(opts.now));
   if (c.diagnostics.hasErrors()) {
@@ -91,13 +79,19 @@ export function runApply(dir: string, opts: ApplyCliOptions, io: Io): number {
   const missing = haveTools(iptables);
   if (missing) throw new UsageError(missing);
   // Without this, a mistyped name would read as an empty namespace and the dry run would show everything as new.
-  if (opts.netns !== undefined && spawnSync('ip', ['netns', 'exec', opts.netns, 'true']).status !== 0) throw new UsageError(`no network namespace \`${opts.netns}\` (ip netns list shows them)`);
+  const nsProblem = targetProblem({ netns: opts.netns });
+  if (nsProblem) throw new UsageError(nsProblem);
   const where = opts.netns ? `network namespace ${opts.netns}` : 'this host';
   // The wrong workload's ruleset would enforce someone else's policy here, and can cut the host off.
-  const local = localAddresses(opts.netns);
   const prefixes = c.ir.workloads[index].addresses;
-  if (local !== undefined && !ownsOne(prefixes, local)) {
-    const says = `${where} has none of ${opts.workload}'s addresses (${prefixes.map(formatPrefix).join(', ')})`;
+  let says: string | undefined;
+  try {
+    const local = await hostAddresses({ netns: opts.netns });
+    if (!ownsOne(prefixes, local)) says = `${where} has none of ${opts.workload}'s addresses (${prefixes.map(formatPrefix).join(', ')})`;
+  } catch (e) {
+    says = `cannot tell whether ${where} has ${opts.workload}'s addresses (${(e as Error).message})`;
+  }
+  if (says !== undefined) {
     if (!opts.dryRun && !opts.force) throw new UsageError(`${says}: its ruleset would enforce another workload's policy here. Name this host's workload with -w, or pass --force`);
     io.err(`warning: ${says}`);
   }
@@ -122,9 +116,15 @@ export function runApply(dir: string, opts: ApplyCliOptions, io: Io): number {
 
   const stateDir = join(opts.state ?? DEFAULT_APPLY_STATE_DIR, iptables ? 'iptables' : 'nft');
   const t0 = performance.now();
-  const r = 'text' in artifact
-    ? nftApply(artifact.text, { ...target, stateDir, verify: () => listTable(target) !== undefined })
-    : iptablesApplySafely(artifact, { ...target, stateDir });
+  let r: ReturnType<typeof nftApply> | ReturnType<typeof iptablesApplySafely>;
+  try {
+    r = 'text' in artifact
+      ? nftApply(artifact.text, { ...target, stateDir, verify: () => (listTable(target) !== undefined) === definesTable(artifact.text) })
+      : iptablesApplySafely(artifact, { ...target, stateDir });
+  } catch (e) {
+    // A tool that cannot run, a state directory that cannot be written: said, not a stack trace.
+    r = { ok: false, error: (e as Error).message, rolledBack: false };
+  }
   const ms = performance.now() - t0;
   if (opts.output === 'json') io.out(JSON.stringify({ workload: opts.workload, target: opts.target, where, dryRun: false, mode: host.mode, rules: artifact.rules, setElements: artifact.setElements, ms: Math.round(ms), ...r }, null, 2));
   if (!r.ok) {
@@ -139,7 +139,7 @@ export function runApply(dir: string, opts: ApplyCliOptions, io: Io): number {
 export function register(prog: Command, io: Io): void {
   prog
     .command('apply')
-    .description('compile one workload\'s ruleset and load it on this host (or in a network namespace): atomic, last known good kept, rolled back on failure; --dry-run shows the difference')
+    .description('compile one workload\'s ruleset and load it on this host (or in a network namespace): nftables in one transaction, iptables rolled back on failure; last known good kept; --dry-run shows the difference')
     .argument('<dir>', 'policy directory')
     .requiredOption('-w, --workload <name>', 'the workload this host is')
     .addOption(new Option('-t, --target <target>', 'enforcement backend').choices(['nftables', 'iptables']).default('nftables'))
@@ -164,8 +164,8 @@ Safety: the host must have one of the workload's addresses (else --force), and t
 options (--mgmt, --control-plane) keep your own way in open whatever the policy says: pass them.
 
 Exit codes: 0 applied (or dry run done), 1 the policy has errors or the ruleset cannot express it
-(nothing loaded), 2 usage (unknown workload, not this host's, no nft, not root), 6 the load failed
-(nothing changed, or rolled back).
+(nothing loaded), 2 usage (unknown workload, not this host's, no nft, not root), 6 the load or the
+dry run failed: nothing changed, or rolled back; when the roll back fails too, the message says so.
 
 Examples:
   bulkhead apply policy/ -w shop-prod-web-1 --mgmt 10.99.0.0/16 --control-plane 10.99.0.5 --dry-run
@@ -174,7 +174,7 @@ Examples:
 
 A host an agent manages gets its ruleset from the control plane: do not also apply by hand there.`,
     )
-    .action((dir: string, opts: ApplyCliOptions) => {
-      prog.setOptionValue('exit', runApply(dir, opts, io));
+    .action(async (dir: string, opts: ApplyCliOptions) => {
+      prog.setOptionValue('exit', await runApply(dir, opts, io));
     });
 }

@@ -71,7 +71,7 @@ test('apply (nftables): dry run changes nothing, apply loads only our table, aga
   const listed = inNs(ns, ['nft', 'list', 'table', 'inet', 'bulkhead']);
   assert.equal(listed.status, 0);
   assert.match(listed.out, /counter packets \d+ bytes \d+ drop comment "default"/);
-  assert.match(listed.out, /ip saddr 10\.99\.0\.5 accept|10\.99\.0\.5/, 'the failsafe is in');
+  assert.match(listed.out, /ip saddr 10\.99\.0\.5 counter packets \d+ bytes \d+ accept comment "failsafe: control plane"/, 'the failsafe is in');
 
   const again = await cli(...base, '-w', 'payments-prod-db-1', '--dry-run');
   assert.equal(again.code, 0);
@@ -122,6 +122,21 @@ test('apply: usage errors change nothing and say why', { skip: nftSkip }, async 
   assert.match(noWorkload.err, /--workload/);
 });
 
+test('apply: without root, says so before anything else (both backends)', { skip: nftSkip }, (t) => {
+  // As the user nobody, where it can read this checkout (a CI clone in a private directory cannot).
+  const asNobody = (argv: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'scripts/bulkhead.ts', ...argv], { encoding: 'utf8', uid: 65534, gid: 65534, env: { ...process.env, HOME: '/tmp' } });
+  const probe = asNobody(['--version']);
+  if (probe.status !== 0) {
+    t.skip(`the user nobody cannot run this checkout here: ${probe.stderr.slice(0, 200)}`);
+    return;
+  }
+  for (const target of ['nftables', 'iptables']) {
+    const r = asNobody(['apply', ESTATE_DIR, '-w', 'payments-prod-db-1', '--target', target, '--dry-run', '--now', NOW]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`error: loading (an nftables ruleset|iptables rules) needs root`));
+  }
+});
+
 test('apply (iptables): dry run, apply, only our chains and sets, the host\'s own left alone', { skip: iptSkip }, async () => {
   const ns = newNs('ipt', 'payments-prod-db-1');
   const state = newDir();
@@ -133,7 +148,7 @@ test('apply (iptables): dry run, apply, only our chains and sets, the host\'s ow
   const dry = await cli(...base, '-w', 'payments-prod-db-1', '--dry-run');
   assert.equal(dry.code, 0, dry.err);
   assert.match(dry.out, /^\+ip :BH-INGRESS -$/m);
-  assert.match(dry.out, /^\+ip -A INPUT -j BH-INPUT$/m);
+  assert.match(dry.out, /^\+ip -A INPUT -j BH-INPUT \(rule 1 of INPUT\)$/m);
   assert.match(dry.out, /^\+create bh-[0-9a-f]{16}-4 hash:net/m);
   assert.equal(iptablesState({ netns: ns }), '', 'a dry run loads nothing');
 
@@ -141,7 +156,7 @@ test('apply (iptables): dry run, apply, only our chains and sets, the host\'s ow
   assert.equal(applied.code, 0, applied.err);
   const loaded = iptablesState({ netns: ns });
   assert.match(loaded, /^ip -A BH-INGRESS .* -j DROP$/m, 'enforce mode drops');
-  assert.match(loaded, /^ip6 -A INPUT -j BH-INPUT$/m);
+  assert.match(loaded, /^ip6 -A INPUT -j BH-INPUT \(rule 1 of INPUT\)$/m);
   assert.ok(iptablesLastKnownGood(join(state, 'iptables')), 'the last known good rules are kept');
 
   const again = await cli(...base, '-w', 'payments-prod-db-1', '--dry-run');
@@ -153,13 +168,38 @@ test('apply (iptables): dry run, apply, only our chains and sets, the host\'s ow
   assert.match(next.out, /^\+ip -A BH-INGRESS .*--comment default -j ACCEPT$/m);
   assert.equal(iptablesState({ netns: ns }), loaded, 'the dry run changed nothing');
 
+  // A rule the host put before our jump would bypass the policy: the dry run says so, apply puts the jump first again.
+  assert.equal(inNs(ns, ['iptables', '-w', '-I', 'INPUT', '1', '-p', 'tcp', '--dport', '9', '-j', 'ACCEPT']).status, 0);
+  const moved = await cli(...base, '-w', 'payments-prod-db-1', '--dry-run');
+  assert.match(moved.out, /^-ip -A INPUT -j BH-INPUT \(rule 2 of INPUT\)$/m);
+  assert.match(moved.out, /^\+ip -A INPUT -j BH-INPUT \(rule 1 of INPUT\)$/m);
+  const fixed = await cli(...base, '-w', 'payments-prod-db-1');
+  assert.equal(fixed.code, 0, fixed.err);
+  assert.equal(iptablesState({ netns: ns }), loaded, 'the jump is first again, once');
   const save = inNs(ns, ['iptables-save', '-t', 'filter']).out;
-  assert.match(save, /^-A INPUT -j OTHER$/m, 'the host\'s own jump stays');
-  assert.match(save, /^-A INPUT -j BH-INPUT$/m);
+  const input = save.split('\n').filter((l) => l.startsWith('-A INPUT '));
+  assert.deepEqual(input, ['-A INPUT -j BH-INPUT', '-A INPUT -p tcp -m tcp --dport 9 -j ACCEPT', '-A INPUT -j OTHER'], 'the host\'s own rules stay, after ours');
+
+  // A load that fails: exit 6, said in JSON, nothing changed.
+  const setName = [...compileIptables(hostNamed('crm-prod-app-1')).ipset.matchAll(/^create (bh-[0-9a-f]{16}-4) /gm)].map((m) => m[1]).find((n) => !loaded.includes(n));
+  assert.ok(setName, 'a set only crm-prod-app-1 has');
+  assert.equal(inNs(ns, ['ipset', 'create', setName, 'hash:ip']).status, 0);
+  const pre = iptablesState({ netns: ns });
+  const failed = await cli(...base, '-w', 'crm-prod-app-1', '--force', '--output', 'json');
+  assert.equal(failed.code, 6, failed.err);
+  const fj = JSON.parse(failed.out) as { ok: boolean; error: string; rolledBack: boolean };
+  assert.equal(fj.ok, false);
+  assert.match(fj.error, /^ipset restore failed: .*rolled back to the rules loaded before/s);
+  assert.equal(iptablesState({ netns: ns }), pre, 'as before, the set in the way too');
   assert.equal(inNs(ns, ['ipset', 'list', '-n']).out.split('\n').filter((n) => n === 'other-set').length, 1, 'the host\'s own set stays');
 });
 
-test('iptables apply with a way back: a failing step rolls back to the last known good rules, or removes ours when there are none', { skip: iptSkip }, () => {
+function hostNamed(name: string) {
+  const c = sampleEstate();
+  return new HostCompiler(c.ir).host(c.ir.workloads.findIndex((w) => w.name === name))!;
+}
+
+test('iptables apply with a way back: a failing step loads again what was loaded before, or removes ours when there was nothing', { skip: iptSkip }, () => {
   const ns = newNs('rb');
   const state = newDir();
   const c = sampleEstate();
@@ -174,7 +214,7 @@ test('iptables apply with a way back: a failing step rolls back to the last know
   assert.notEqual(broken.ip6tables, b.ip6tables);
   const first = iptablesApplySafely(broken, { netns: ns, stateDir: state });
   assert.equal(first.ok, false);
-  assert.match((first as { error: string }).error, /ip6tables-restore failed: .*removed bulkhead's chains and sets/s);
+  assert.match((first as { error: string }).error, /ip6tables-restore failed: .*nothing of bulkhead's was loaded before: removed its chains and sets again/s);
   assert.equal(iptablesState({ netns: ns }), '', 'nothing of ours is left half way');
   assert.equal(inNs(ns, ['iptables', '-w', '-S', 'OTHER']).status, 0, 'the host\'s own chain stays');
 
@@ -186,13 +226,31 @@ test('iptables apply with a way back: a failing step rolls back to the last know
   const failed = iptablesApplySafely(broken, { netns: ns, stateDir: state });
   assert.equal(failed.ok, false);
   assert.equal((failed as { rolledBack: boolean }).rolledBack, true);
-  assert.match((failed as { error: string }).error, /rolled back to the last known good rules/);
+  assert.match((failed as { error: string }).error, /rolled back to the rules loaded before/);
   assert.equal(iptablesState({ netns: ns }), loaded, 'rolled back exactly');
 
   // A verification that says no rolls back too.
   const refused = iptablesApplySafely(b, { netns: ns, stateDir: state, verify: () => false });
   assert.equal(refused.ok, false);
   assert.equal(iptablesState({ netns: ns }), loaded);
+
+  // What goes back is what was loaded, not this state directory's last known good: here another's rules.
+  const elsewhere = newDir();
+  const fromElsewhere = iptablesApplySafely(broken, { netns: ns, stateDir: elsewhere });
+  assert.equal(fromElsewhere.ok, false);
+  assert.equal(iptablesState({ netns: ns }), loaded, 'loaded from another state directory, still rolled back to it');
+  assert.equal(iptablesLastKnownGood(elsewhere), undefined, 'a failure is no last known good');
+
+  // A failure at the first step (a set of bulkhead's name but not its kind is in the way) changes nothing either.
+  const setName = [...b.ipset.matchAll(/^create (bh-[0-9a-f]{16}-4) /gm)].map((m) => m[1]).find((n) => !loaded.includes(n));
+  assert.ok(setName, 'a set only b has');
+  assert.equal(inNs(ns, ['ipset', 'create', setName, 'hash:ip']).status, 0);
+  const pre = iptablesState({ netns: ns });
+  const blocked = iptablesApplySafely(b, { netns: ns, stateDir: state });
+  assert.equal(blocked.ok, false);
+  assert.match((blocked as { error: string }).error, /^ipset restore failed: /);
+  assert.equal(iptablesState({ netns: ns }), pre, 'as before: the sets b made before the failure are gone again');
+  assert.equal(inNs(ns, ['ipset', 'destroy', setName]).status, 0);
 
   assert.deepEqual(iptablesApplySafely(b, { netns: ns, stateDir: state }), { ok: true, changed: true });
   assert.notEqual(iptablesState({ netns: ns }), loaded);
