@@ -27,7 +27,8 @@ import { Backoff, sleep } from './backoff.js';
 import { FlowBuffer, type BufferStats, type SendResult } from './buffer.js';
 import { AgentClient, AgentHttpError, type AgentEvent, type AgentFlow, type PolicyDocument, type Registered } from './client.js';
 import { ConntrackTracker, conntrackSnapshot } from './conntrack.js';
-import { Enforcer, type Applied } from './enforce.js';
+import { Enforcer, type Applied, type Enforcement } from './enforce.js';
+import { IptablesEnforcer } from './enforce-iptables.js';
 import { findTool, hostAddresses, runIn, targetProblem } from './host.js';
 import type { AgentLogger } from './log.js';
 import { DEFAULT_NFLOG_GROUP, DropAggregator, NflogReader } from './nflog.js';
@@ -85,6 +86,24 @@ export interface AgentOptions {
    * agent managing another namespace talks from outside it).
    */
   readonly verifyControlPlane?: boolean;
+  /** What to enforce with (default `auto`: nftables where `nft` is installed, else iptables + ipset). */
+  readonly backend?: 'auto' | 'nftables' | 'iptables';
+}
+
+/**
+ * The backend to enforce with: as asked, or with `auto` nftables where `nft`
+ * is installed, else iptables + ipset. Throws when the tools are missing.
+ */
+export function chooseBackend(asked: 'auto' | 'nftables' | 'iptables', has: (tool: string) => boolean = (t) => findTool(t) !== undefined): 'nftables' | 'iptables' {
+  const iptablesTools = ['ipset', 'iptables-restore', 'ip6tables-restore', 'iptables-save', 'ip6tables-save'];
+  const nftOk = has('nft');
+  const missing = iptablesTools.filter((t) => !has(t));
+  if (asked === 'nftables' || (asked === 'auto' && nftOk)) {
+    if (!nftOk) throw new Error('`nft` not found: apt-get install nftables');
+    return 'nftables';
+  }
+  if (missing.length > 0) throw new Error(asked === 'auto' ? `neither nftables nor iptables + ipset is installed: apt-get install nftables (or iptables ipset)` : `${missing.map((t) => `\`${t}\``).join(', ')} not found: apt-get install iptables ipset`);
+  return 'iptables';
 }
 
 /** What the agent is doing, for tests and `stats`. */
@@ -138,7 +157,9 @@ function errorText(e: unknown): string {
 export class Agent {
   private readonly client: AgentClient;
   // Made in start(), after the checks, so an agent that cannot run leaves no state directory behind.
-  private enforcer!: Enforcer;
+  private enforcer!: Enforcement;
+  /** What the host enforces with, decided at start. */
+  private backend: 'nftables' | 'iptables' = 'nftables';
   private buffer!: FlowBuffer;
   private readonly tracker: ConntrackTracker;
   private readonly drops: DropAggregator;
@@ -225,16 +246,17 @@ export class Agent {
   async start(): Promise<void> {
     const problem = targetProblem({ netns: this.options.netns });
     if (problem) throw new Error(problem);
-    if (!findTool('nft')) throw new Error('`nft` not found: apt-get install nftables');
+    this.backend = chooseBackend(this.options.backend ?? 'auto');
     mkdirSync(this.options.stateDir, { recursive: true, mode: 0o700 });
     this.lock();
     try {
       const group = this.options.nflogGroup === false ? undefined : (this.options.nflogGroup ?? DEFAULT_NFLOG_GROUP);
-      this.enforcer = new Enforcer({ netns: this.options.netns, stateDir: this.options.stateDir, nflogGroup: group });
+      const eo = { netns: this.options.netns, stateDir: this.options.stateDir, nflogGroup: group };
+      this.enforcer = this.backend === 'iptables' ? new IptablesEnforcer(eo) : new Enforcer(eo);
       this.buffer = new FlowBuffer({ dir: join(this.options.stateDir, 'flows'), maxBytes: this.options.bufferMaxBytes });
       this.startedAt = Date.now();
       const where = this.options.netns ? `network namespace ${this.options.netns}` : 'its own network namespace';
-      this.log.log('info', 'starting', `agent ${AGENT_VERSION} for ${where}, server ${this.options.server}, state ${this.options.stateDir}`, { version: AGENT_VERSION, netns: this.options.netns ?? null, server: this.options.server });
+      this.log.log('info', 'starting', `agent ${AGENT_VERSION} for ${where}, enforcing with ${this.backend}, server ${this.options.server}, state ${this.options.stateDir}`, { version: AGENT_VERSION, netns: this.options.netns ?? null, server: this.options.server, backend: this.backend });
       try {
         await this.refreshAddresses();
       } catch (e) {
@@ -306,7 +328,7 @@ export class Agent {
           this.cutOff = undefined;
           this.seenEtag = undefined;
         }
-        const doc = await this.client.policy(this.seenEtag, wait, this.ctl.signal);
+        const doc = await this.client.policy(this.seenEtag, wait, this.ctl.signal, this.backend);
         this.markReachable();
         backoff.reset();
         if (doc) await this.handlePolicy(doc);
@@ -455,8 +477,8 @@ export class Agent {
     if (this.cutOff?.etag === doc.etag) return;
     const meta = { etag: doc.etag, version: doc.version, mode: doc.mode };
     const outcome =
-      doc.format !== 'nftables'
-        ? { ok: false as const, error: `unsupported ruleset format \`${doc.format}\` (this agent loads nftables)`, rolledBack: false }
+      doc.format !== this.backend
+        ? { ok: false as const, error: `unsupported ruleset format \`${doc.format}\` (this agent loads ${this.backend})`, rolledBack: false }
         : this.enforcer.apply(doc.ruleset, meta);
     if (outcome.ok && !(await this.controlPlaneAfterApply(doc, current))) return;
     if (outcome.ok) {

@@ -159,12 +159,14 @@ export class AgentClient {
 
   /**
    * Long-polls for the ruleset: `GET /api/v1/agent/policy?wait=` with
-   * `If-None-Match`. Undefined when it did not change within `waitSeconds` (304).
+   * `If-None-Match` (and `&backend=iptables` for the iptables form).
+   * Undefined when it did not change within `waitSeconds` (304).
    */
-  async policy(etag: string | undefined, waitSeconds: number, signal?: AbortSignal): Promise<PolicyDocument | undefined> {
+  async policy(etag: string | undefined, waitSeconds: number, signal?: AbortSignal, backend: 'nftables' | 'iptables' = 'nftables'): Promise<PolicyDocument | undefined> {
     const wait = Math.max(0, Math.min(60, Math.round(waitSeconds)));
     const headers: Record<string, string> = etag !== undefined ? { 'if-none-match': `"${etag}"` } : {};
-    const r = await this.request('GET', `api/v1/agent/policy?wait=${wait}`, undefined, { signal, headers, timeoutMs: wait * 1000 + this.timeoutMs });
+    const query = backend === 'nftables' ? `wait=${wait}` : `wait=${wait}&backend=${backend}`;
+    const r = await this.request('GET', `api/v1/agent/policy?${query}`, undefined, { signal, headers, timeoutMs: wait * 1000 + this.timeoutMs });
     if (r.status === 304) return undefined;
     const doc = parseJson(r) as Partial<PolicyDocument> & { etag?: unknown };
     const header = typeof r.headers.etag === 'string' ? r.headers.etag : undefined;

@@ -33,6 +33,7 @@ export interface AgentCliOptions {
   conntrack?: boolean;
   conntrackAcct?: boolean;
   verifyControlPlane?: boolean;
+  backend?: string;
   output?: string;
 }
 
@@ -40,7 +41,7 @@ export interface AgentCliOptions {
 export const DEFAULT_STATE_DIR = '/var/lib/bulkhead/agent';
 
 /** The keys a config file may have (the long option names, in camelCase). */
-const CONFIG_KEYS = new Set(['server', 'token', 'tokenFile', 'state', 'netns', 'labels', 'hostname', 'ca', 'wait', 'heartbeat', 'flowInterval', 'driftInterval', 'bufferMax', 'retryMax', 'nflogGroup', 'conntrack', 'conntrackAcct', 'verifyControlPlane', 'output']);
+const CONFIG_KEYS = new Set(['server', 'token', 'tokenFile', 'state', 'netns', 'labels', 'hostname', 'ca', 'wait', 'heartbeat', 'flowInterval', 'driftInterval', 'bufferMax', 'retryMax', 'nflogGroup', 'conntrack', 'conntrackAcct', 'verifyControlPlane', 'backend', 'output']);
 
 /** Parses `k=v,k2=v2` into labels. */
 export function parseLabels(s: string): Record<string, string> {
@@ -114,6 +115,8 @@ export function agentOptions(cli: AgentCliOptions, io: Io, env: NodeJS.ProcessEn
   if (group !== undefined && !(Number.isInteger(group) && group >= 0 && group <= 65535)) throw new UsageError(`invalid --nflog-group \`${o.nflogGroup}\`: give 1 to 65535, or 0 to leave log statements alone`);
   const bufferMiB = o.bufferMax === undefined ? 64 : Number(o.bufferMax);
   if (!Number.isFinite(bufferMiB) || bufferMiB <= 0) throw new UsageError(`invalid --buffer-max \`${o.bufferMax}\`: give a size in MiB above 0`);
+  const backend = o.backend ?? 'auto';
+  if (backend !== 'auto' && backend !== 'nftables' && backend !== 'iptables') throw new UsageError(`invalid --backend \`${backend}\`: auto, nftables or iptables`);
   const output = o.output ?? 'text';
   if (output !== 'text' && output !== 'json') throw new UsageError(`invalid --output \`${output}\`: text or json`);
   try {
@@ -138,6 +141,7 @@ export function agentOptions(cli: AgentCliOptions, io: Io, env: NodeJS.ProcessEn
     nflogGroup: group === 0 ? false : group,
     conntrack: o.conntrack !== false,
     conntrackAcct: o.conntrackAcct === true,
+    backend,
     // Commander sets it true by default (a --no- flag): only an explicit false turns the check off; with --netns the agent's default (off).
     ...(o.verifyControlPlane === false ? { verifyControlPlane: false } : {}),
     logger: createLogger(output, (line) => io.err(line)),
@@ -189,6 +193,7 @@ export function register(prog: Command, io: Io): void {
     .option('--drift-interval <seconds>', 'seconds between checks of the table for changes by others (default 30)')
     .option('--buffer-max <MiB>', 'the most disk the flow buffer uses while the server is unreachable (default 64)')
     .option('--retry-max <seconds>', 'the longest wait between retries (default 60)')
+    .option('--backend <backend>', 'enforce with nftables or iptables (+ ipset), or auto: nftables where `nft` is installed, else iptables (default auto)')
     .option('--nflog-group <n>', 'NFLOG group for blocked and would-be-blocked packets (default 6268; 0: leave log statements alone)')
     .option('--no-conntrack', 'do not read connection tracking for flows')
     .option('--conntrack-acct', 'turn on conntrack packet and byte accounting (nf_conntrack_acct) in the managed namespace')

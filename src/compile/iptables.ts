@@ -481,3 +481,86 @@ export function compileIptables(host: HostPolicy, options: IptablesOptions = {})
   }
   return { workload: host.workload, ipset: ipsetLines.join('\n') + '\n', iptables, ip6tables, rules, setElements: setElementCount, diagnostics };
 }
+
+/** The three restore files of an artifact: all that loading it needs. */
+export type IptablesFiles = Pick<IptablesArtifact, 'ipset' | 'iptables' | 'ip6tables'>;
+
+const PARTS = ['ipset', 'iptables', 'ip6tables'] as const;
+const SECTION = (p: string) => `### ${p}`;
+
+/**
+ * An artifact as one text, the way the control plane sends it to an agent:
+ * a first line naming the workload, then each restore file under a `### ipset`,
+ * `### iptables`, `### ip6tables` line, without its own first line (the one
+ * comment that names the workload), so the rest is the same for every host
+ * with the same rules. {@link parseIptablesDocument} reads it back.
+ */
+export function iptablesDocument(a: IptablesArtifact, mode: string): string {
+  const out = [`# bulkhead iptables rules for ${clean(a.workload, 200)} (mode ${mode})\n`];
+  for (const p of PARTS) {
+    const text = a[p];
+    out.push(`${SECTION(p)}\n`, text.startsWith('# bulkhead ') ? text.slice(text.indexOf('\n') + 1) : text);
+  }
+  return out.join('');
+}
+
+const TARGETS = new Set(['ACCEPT', 'DROP', 'REJECT', 'LOG', 'NFLOG', 'RETURN', ...Object.values(IPTABLES_CHAINS)]);
+const OWN_CHAIN = `(?:${Object.values(IPTABLES_CHAINS).join('|')})`;
+const CHAIN_DECL = new RegExp(`^:${OWN_CHAIN} - \\[0:0\\]$`);
+const RULE = new RegExp(`^-A ${OWN_CHAIN} `);
+const ADDRESS = /^[0-9a-fA-F.:]+(?:\/\d{1,3})?$/;
+
+/**
+ * Reads a text of {@link iptablesDocument} back into its restore files, and
+ * checks that it touches nothing but bulkhead's own: in the restore files only
+ * the `filter` table, declarations of bulkhead's four chains, rules appended to
+ * them that jump to a built-in target or one of them; in the ipset file only
+ * `create` and `add` of sets named like bulkhead's (`bh-<16 hex>-<4|6>`, the
+ * default prefix). An agent runs this on what the server sends, so not even a
+ * compromised server can make it touch another chain, table or set. Returns
+ * the files, or the first problem with its line.
+ */
+export function parseIptablesDocument(text: string): { ok: true; files: IptablesFiles } | { ok: false; error: string } {
+  const files: Record<(typeof PARTS)[number], string[]> = { ipset: [], iptables: [], ip6tables: [] };
+  let part: (typeof PARTS)[number] | undefined;
+  const seen = new Set<string>();
+  const lines = text.split('\n');
+  const ownSet = /^bh-[0-9a-f]{16}-[46]$/;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    const at = `line ${i + 1}`;
+    const section = /^### (\S+)$/.exec(line);
+    if (section) {
+      const p = PARTS.find((x) => x === section[1]);
+      if (!p || seen.has(p)) return { ok: false, error: `${at}: unexpected section \`${line}\`` };
+      seen.add(p);
+      part = p;
+      continue;
+    }
+    if (line.trim() === '' || line.startsWith('#')) {
+      if (part) files[part].push(line);
+      continue;
+    }
+    if (!part) return { ok: false, error: `${at}: \`${line.slice(0, 60)}\` comes before any section` };
+    let bad: string | undefined;
+    if (part === 'ipset') {
+      const f = line.split(' ');
+      if (f[0] === 'create') {
+        if (!(ownSet.test(f[1] ?? '') && /^create \S+ hash:net family inet6? hashsize \d+ maxelem \d+ -exist$/.test(line))) bad = 'creates a set that is not bulkhead\'s, or not as bulkhead makes them';
+      } else if (f[0] === 'add') {
+        if (!(f.length === 4 && ownSet.test(f[1]) && ADDRESS.test(f[2]) && f[3] === '-exist')) bad = 'adds to a set that is not bulkhead\'s, or something that is not an address';
+      } else bad = 'is not `create` or `add`';
+    } else if (line === '*filter' || line === 'COMMIT' || CHAIN_DECL.test(line)) {
+      // bulkhead's own
+    } else if (RULE.test(line)) {
+      const jumps = [...line.matchAll(/ -[jg] (\S+)/g)].map((m) => m[1]);
+      if (jumps.length !== 1 || !TARGETS.has(jumps[0])) bad = 'jumps somewhere that is not a built-in target or bulkhead\'s chain';
+      else if (/(?:^| )(?:-t|--table|-[DIRFXNPEZ]) /.test(line.slice(3))) bad = 'holds a command other than appending a rule';
+    } else bad = line.startsWith('*') ? 'names a table other than filter' : 'is not about bulkhead\'s chains';
+    if (bad) return { ok: false, error: `${at} (${part}): \`${line.slice(0, 80)}\` ${bad}` };
+    files[part].push(line);
+  }
+  for (const p of PARTS) if (!seen.has(p)) return { ok: false, error: `no \`${SECTION(p)}\` section` };
+  const join = (xs: string[]) => (xs.length === 0 ? '' : xs.join('\n').replace(/\n*$/, '\n'));
+  return { ok: true, files: { ipset: join(files.ipset), iptables: join(files.iptables), ip6tables: join(files.ip6tables) } };
+}

@@ -28,7 +28,10 @@ const AUTH_TEXT: Record<string, string> = {
 
 /** Query parameters, per operation. */
 const QUERY: Record<string, { name: string; description: string; schema: object }[]> = {
-  agentPolicy: [{ name: 'wait', description: 'seconds to hold the request while the ETag matches (0 to 60)', schema: { type: 'integer', minimum: 0, maximum: 60 } }],
+  agentPolicy: [
+    { name: 'wait', description: 'seconds to hold the request while the ETag matches (0 to 60)', schema: { type: 'integer', minimum: 0, maximum: 60 } },
+    { name: 'backend', description: 'the ruleset\'s form: nftables (default) or iptables (ipset + iptables-restore files in one text)', schema: { type: 'string', enum: ['nftables', 'iptables'] } },
+  ],
   listViolations: [
     { name: 'since', description: 'ISO 8601 or epoch ms', schema: { type: 'string' } },
     { name: 'until', description: 'ISO 8601 or epoch ms', schema: { type: 'string' } },

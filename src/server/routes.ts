@@ -544,11 +544,13 @@ export const ROUTES: readonly Route<Ctx>[] = [
     path: '/api/v1/agent/policy',
     op: 'agentPolicy',
     auth: 'agent',
-    summary: "the agent's compiled ruleset; with If-None-Match, held until it changes or `wait` seconds pass (304)",
+    summary: "the agent's compiled ruleset (`backend=nftables`, the default, or `iptables`); with If-None-Match, held until it changes or `wait` seconds pass (304)",
     handler: (req, ctx) => {
       const wait = intParam(req.query, 'wait', 0, 60) ?? 0;
+      const backend = req.query.get('backend') ?? 'nftables';
+      if (backend !== 'nftables' && backend !== 'iptables') throw badRequest(`backend must be nftables or iptables, not \`${backend.slice(0, 40)}\``);
       ctx.cp.generation(); // expire what is due first
-      ctx.cp.agents.handle({ workload: ctx.who.workload!, agentId: ctx.who.tokenId, etag: bareEtag(req.headers['if-none-match']), waitMs: wait * 1000, res: req.res, gzip: acceptsGzip(req.headers['accept-encoding']) });
+      ctx.cp.agents.handle({ workload: ctx.who.workload!, agentId: ctx.who.tokenId, etag: bareEtag(req.headers['if-none-match']), waitMs: wait * 1000, res: req.res, gzip: acceptsGzip(req.headers['accept-encoding']), backend });
       return { raw: true };
     },
   },

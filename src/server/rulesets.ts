@@ -32,6 +32,7 @@ import type { IpSet } from '../netset/ip.js';
 import type { ConnSet } from '../netset/connset.js';
 import { HostCompiler, type HostPolicy, type HostRule } from '../compile/host.js';
 import { compileNftables, type Failsafe } from '../compile/nftables.js';
+import { compileIptables, iptablesDocument } from '../compile/iptables.js';
 import type { Compiled } from '../policy/index.js';
 import type { IrRule } from '../policy/ir.js';
 import type { Peer, Rule } from '../model/types.js';
@@ -39,6 +40,14 @@ import { IpSet as IpSetClass } from '../netset/ip.js';
 
 /** Bumped when the compiled output for the same signature changes (a new compiler). */
 const FORMAT = 'nft1';
+
+/** What an agent enforces with: nftables, or iptables + ipset (hosts without nftables). */
+export type Backend = 'nftables' | 'iptables';
+
+/** A workload's ETag for an agent of `backend`: the same rules give different texts per backend. */
+export function etagFor(e: WorkloadEntry, backend: Backend): string {
+  return backend === 'nftables' ? e.etag : `i-${e.etag}`;
+}
 
 /** The signature of a workload that has nothing programmed (unknown, unmanaged, idle, or no version yet). */
 const IDLE = 'idle';
@@ -332,19 +341,22 @@ export class TextCache {
     private readonly failsafe: Failsafe,
   ) {}
 
-  get(e: WorkloadEntry): Text {
-    const hit = this.map.get(e.signature);
+  get(e: WorkloadEntry, backend: Backend = 'nftables'): Text {
+    const key = backend === 'nftables' ? e.signature : `${backend}:${e.signature}`;
+    const hit = this.map.get(key);
     if (hit) {
       this.hits++;
       // Re-insert: Map order is the recency order.
-      this.map.delete(e.signature);
-      this.map.set(e.signature, hit);
+      this.map.delete(key);
+      this.map.set(key, hit);
       return hit;
     }
     this.compiles++;
     const host: HostPolicy = e.host ?? { workload: e.workload, index: -1, mode: 'idle', addresses: IpSetClass.EMPTY, ingress: [], egress: [] };
-    const t = this.build(e.workload, compileNftables(host, { failsafe: this.failsafe }).chunks);
-    this.map.set(e.signature, t);
+    // iptables: one text of its own (few hosts have no nftables); nftables: pieces shared across texts.
+    const chunks = backend === 'iptables' ? [iptablesDocument(compileIptables(host, { failsafe: this.failsafe }), host.mode)] : compileNftables(host, { failsafe: this.failsafe }).chunks;
+    const t = this.build(e.workload, chunks);
+    this.map.set(key, t);
     this.ownBytes += t.own;
     this.evict();
     return t;
@@ -464,9 +476,9 @@ export class TextCache {
  * The `200` body of `GET /agent/policy` in pieces (the head per workload, the
  * text's buffers shared), or with `gzip` as gzip members (see {@link TextCache.gzipped}).
  */
-export function policyBody(gen: Generation, e: WorkloadEntry, t: Text, gzip?: TextCache): Buffer[] {
+export function policyBody(gen: Generation, e: WorkloadEntry, t: Text, gzip?: TextCache, backend: Backend = 'nftables'): Buffer[] {
   const header = t.header.split(t.representative).join(e.workload);
-  const head = Buffer.from(`{"etag":${JSON.stringify(e.etag)},"version":${gen.version},"workload":${JSON.stringify(e.workload)},"mode":${JSON.stringify(e.mode)},"format":"nftables","ruleset":${JSON.stringify(header).slice(0, -1)}`);
+  const head = Buffer.from(`{"etag":${JSON.stringify(etagFor(e, backend))},"version":${gen.version},"workload":${JSON.stringify(e.workload)},"mode":${JSON.stringify(e.mode)},"format":"${backend}","ruleset":${JSON.stringify(header).slice(0, -1)}`);
   if (gzip) return [storedGzip(head), ...gzip.gzipped(t).parts, BODY_END_GZ];
   return [head, ...t.rest, BODY_END];
 }
@@ -535,6 +547,7 @@ interface Waiter {
   readonly res: ServerResponse;
   /** The request took gzip. */
   readonly gzip: boolean;
+  readonly backend: Backend;
   timer?: ReturnType<typeof setTimeout>;
   done: boolean;
 }
@@ -594,7 +607,7 @@ export class AgentPolicies {
         if (!set || set.size === 0) continue;
         const e = gen.entry(w);
         for (const waiter of [...set]) {
-          if (waiter.etag === e.etag) continue;
+          if (waiter.etag === etagFor(e, waiter.backend)) continue;
           this.answer(waiter, gen, e);
           woken++;
         }
@@ -613,22 +626,24 @@ export class AgentPolicies {
    * Answers `GET /agent/policy` for a workload: at once when its ETag differs
    * from `etag`, else after the change or `waitMs` (304).
    */
-  handle(o: { workload: string; agentId: string; etag: string | undefined; waitMs: number; res: ServerResponse; gzip?: boolean }): void {
+  handle(o: { workload: string; agentId: string; etag: string | undefined; waitMs: number; res: ServerResponse; gzip?: boolean; backend?: Backend }): void {
     const e = this.gen.entry(o.workload);
-    const waiter: Waiter = { workload: o.workload, agentId: o.agentId, etag: o.etag, res: o.res, gzip: o.gzip ?? false, done: false };
-    if (o.etag !== e.etag) {
+    const backend = o.backend ?? 'nftables';
+    const waiter: Waiter = { workload: o.workload, agentId: o.agentId, etag: o.etag, res: o.res, gzip: o.gzip ?? false, backend, done: false };
+    const etag = etagFor(e, backend);
+    if (o.etag !== etag) {
       this.answer(waiter, this.gen, e);
       return;
     }
     if (o.waitMs <= 0) {
-      this.notModified(waiter, e.etag);
+      this.notModified(waiter, etag);
       return;
     }
     let set = this.waiting.get(o.workload);
     if (!set) this.waiting.set(o.workload, (set = new Set()));
     set.add(waiter);
     this.waiterCount++;
-    waiter.timer = setTimeout(() => this.notModified(waiter, e.etag), o.waitMs);
+    waiter.timer = setTimeout(() => this.notModified(waiter, etag), o.waitMs);
     o.res.on('close', () => this.drop(waiter));
   }
 
@@ -668,13 +683,13 @@ export class AgentPolicies {
     if (w.done) return;
     this.drop(w);
     if (w.res.destroyed || w.res.headersSent) return;
-    const parts = policyBody(gen, e, this.texts.get(e), w.gzip ? this.texts : undefined);
+    const parts = policyBody(gen, e, this.texts.get(e, w.backend), w.gzip ? this.texts : undefined, w.backend);
     const length = parts.reduce((n, p) => n + p.length, 0);
     const res = w.res;
-    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': String(length), etag: `"${e.etag}"`, 'cache-control': 'no-store', vary: 'accept-encoding', ...(w.gzip ? { 'content-encoding': 'gzip' } : {}) });
+    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': String(length), etag: `"${etagFor(e, w.backend)}"`, 'cache-control': 'no-store', vary: 'accept-encoding', ...(w.gzip ? { 'content-encoding': 'gzip' } : {}) });
     res.cork();
     for (let i = 0; i < parts.length - 1; i++) res.write(parts[i]);
     res.end(parts[parts.length - 1]);
-    this.onAnswer?.(e.workload, e.etag);
+    this.onAnswer?.(e.workload, etagFor(e, w.backend));
   }
 }

@@ -8,6 +8,7 @@ import { compileDoc } from '../../src/server/policy.js';
 import { generateEstate } from '../../src/generate/index.js';
 import { gunzipSync } from 'node:zlib';
 import { encodeFlowBatch, FLOW_WIRE_TYPE } from '../../src/flows/wire.js';
+import { parseIptablesDocument } from '../../src/compile/iptables.js';
 import { client, smallDoc, testServer, until } from './helpers.js';
 
 async function setup(t: { after: (f: () => Promise<void>) => void }, o = {}) {
@@ -389,4 +390,31 @@ test('retention: maintenance removes violations and flows older than the retenti
   assert.ok(left.every((f) => new Date(f.start).getTime() > now - 3 * day), JSON.stringify(left));
   // Nothing more to remove.
   assert.deepEqual(await s.control.maintain(now), { flowsDeleted: 0, edgesDeleted: 0, violationsDeleted: 0 });
+});
+
+test('policy in the iptables form: its own ETag, one text with the three restore files, checked as the agent checks it; 304 and a bad backend', async (t) => {
+  const { mkAgent } = await setup(t, { advertise: ['10.99.0.5'] });
+  const web = await mkAgent('shop-web-1');
+  const nft = await web.call('GET', '/api/v1/agent/policy');
+  const ipt = await web.call('GET', '/api/v1/agent/policy?backend=iptables');
+  assert.equal(ipt.status, 200);
+  assert.equal(ipt.body.format, 'iptables');
+  assert.equal(ipt.body.mode, 'enforce');
+  assert.notEqual(ipt.body.etag, nft.body.etag, 'the same rules, another text: another ETag');
+  assert.equal(ipt.headers.get('etag'), `"${ipt.body.etag}"`);
+  const doc = ipt.body.ruleset as string;
+  assert.match(doc, /^# bulkhead iptables rules for shop-web-1 \(mode enforce\)\n### ipset\n/);
+  const parsed = parseIptablesDocument(doc);
+  assert.ok(parsed.ok, parsed.ok ? '' : parsed.error);
+  assert.match(parsed.files.iptables, /^-A BH-INPUT -s 10\.99\.0\.5\/32 -m comment --comment "failsafe: control plane" -j ACCEPT$/m);
+  assert.match(parsed.files.iptables, /-j DROP$/m, 'enforce mode drops');
+  // The nftables ETag does not satisfy an iptables poll, and the other way round.
+  const cross = await web.call('GET', '/api/v1/agent/policy?backend=iptables&wait=1', undefined, { 'if-none-match': nft.headers.get('etag')! });
+  assert.equal(cross.status, 200);
+  const held = await web.call('GET', '/api/v1/agent/policy?backend=iptables&wait=1', undefined, { 'if-none-match': ipt.headers.get('etag')! });
+  assert.equal(held.status, 304);
+  assert.equal(held.headers.get('etag'), ipt.headers.get('etag'));
+  const bad = await web.call('GET', '/api/v1/agent/policy?backend=pf');
+  assert.equal(bad.status, 400);
+  assert.match(bad.text, /backend must be nftables or iptables/);
 });

@@ -1,0 +1,164 @@
+/**
+ * Agents that enforce with iptables + ipset (a host without nftables), each in
+ * the lab namespace it protects, the real server in another: they fetch the
+ * iptables form of their rulesets, load them, and the kernel's verdicts on
+ * real connections are the engine's; a chain flushed by someone else is
+ * repaired; a stopped agent leaves its rules in force.
+ *
+ * Needs root, `ip`, `iptables`, `ipset`, `conntrack` and python3 (skipped
+ * otherwise). Safety: the namespaces are `bh-<run id>-…`, removed in `after`
+ * whatever happened (with every process in them); nothing runs in, or
+ * changes, the machine's own network namespace but a server started on
+ * 127.0.0.1 to seed the state file; its links, routes and ruleset are checked
+ * unchanged.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { labDown, labHost, labProbe, labUp, type Lab, type Probe } from '../../src/lab/index.js';
+import { startServer } from '../../src/server/index.js';
+import { compileDoc } from '../../src/server/policy.js';
+import { Evaluator } from '../../src/engine/evaluate.js';
+import { parseAddr } from '../../src/netset/ip.js';
+import { kernelSkip } from '../helpers/estate.js';
+import { agentKernelSkip, inNs, rootState, tableIn, waitFor } from './helpers.js';
+import { api } from '../server/helpers.js';
+
+const skip = agentKernelSkip() || kernelSkip(['ip', 'ipset', 'iptables-restore', 'ip6tables-restore', 'iptables-save']);
+
+const DOC = {
+  settings: { defaultMode: 'enforce' },
+  workloads: [
+    { name: 'web', addresses: ['10.79.0.1'], labels: { role: 'web' } },
+    { name: 'db', addresses: ['10.79.0.2'], labels: { role: 'db' } },
+    { name: 'cp', addresses: ['10.79.0.3'], managed: false },
+  ],
+  rulesets: [
+    {
+      name: 'shop',
+      scope: 'all()',
+      rules: [
+        { id: 'web-to-db', action: 'allow', from: ["role == 'web'"], to: ["role == 'db'"], services: ['5432/tcp'] },
+        { id: 'no-ssh-to-db', action: 'deny', from: ['all()'], to: ["role == 'db'"], services: ['22/tcp'] },
+      ],
+    },
+  ],
+};
+
+interface Proc {
+  child: ChildProcess;
+  out: string;
+}
+
+describe('agents enforcing with iptables + ipset, served by the real server, in lab namespaces', { skip, timeout: 240_000 }, () => {
+  let lab: Lab;
+  let root = '';
+  const dir = mkdtempSync(join(tmpdir(), 'bulkhead-ipt-'));
+  const state = join(dir, 'state.db');
+  const store = join(dir, 'flows');
+  const procs: Proc[] = [];
+  const agents = new Map<string, Proc>();
+
+  const inLab = (host: string, args: string[]): Proc => {
+    const child = spawn('ip', ['netns', 'exec', labHost(lab, host).ns, process.execPath, '--import', 'tsx', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p: Proc = { child, out: '' };
+    const keep = (b: Buffer) => void (p.out = (p.out + b.toString('utf8')).slice(-60_000));
+    child.stdout!.on('data', keep);
+    child.stderr!.on('data', keep);
+    procs.push(p);
+    return p;
+  };
+  const stop = async (p: Proc | undefined) => {
+    if (!p || p.child.exitCode !== null) return;
+    p.child.kill('SIGTERM');
+    await new Promise((res) => p.child.once('exit', res));
+  };
+  const saved = (host: string) => inNs(labHost(lab, host).ns, 'iptables-save', '-t', 'filter').stdout;
+
+  /** Every pair of web and db on the policy's ports and one more, probed for real, against the engine. */
+  const probeAll = async () => {
+    const ev = new Evaluator(compileDoc(DOC as never).ir);
+    const probes: Probe[] = [];
+    for (const [from, dst] of [['web', '10.79.0.2'], ['db', '10.79.0.1']] as const) {
+      for (const port of [5432, 22, 8080]) probes.push({ from, dst, proto: 'tcp', port });
+    }
+    const results = await labProbe(lab, probes, { timeoutMs: 400 });
+    return probes.map((p, i) => {
+      const src = p.from === 'web' ? '10.79.0.1' : '10.79.0.2';
+      const verdict = ev.decide({ src: parseAddr(src)!, dst: parseAddr(p.dst)!, proto: 6, port: p.port }).verdict;
+      // The lab's listeners answer on every policy port (and refuse the others): allowed means the connection is made or refused by the host, not filtered.
+      return { probe: `${p.from} -> ${p.dst}:${p.port}`, engine: verdict, kernel: results[i].result };
+    });
+  };
+
+  before(async () => {
+    root = rootState();
+    lab = await labUp([
+      { name: 'web', addresses: ['10.79.0.1'], tcpPorts: [5432, 22], udpPorts: [] },
+      { name: 'db', addresses: ['10.79.0.2'], tcpPorts: [5432, 22], udpPorts: [] },
+      { name: 'cp', addresses: ['10.79.0.3'], tcpPorts: [], udpPorts: [] },
+    ]);
+    const seed = await startServer({ state, host: '127.0.0.1', port: 0, store });
+    try {
+      const admin = (m: string, p: string, b?: unknown) => api(seed.url, seed.adminToken, m, p, b);
+      assert.equal((await admin('PUT', '/api/v1/draft', DOC)).status, 200);
+      assert.equal((await admin('POST', '/api/v1/versions', { message: 'v1' })).status, 201);
+      for (const w of ['web', 'db']) {
+        const a = await admin('POST', '/api/v1/agents', { workload: w });
+        assert.equal(a.status, 201);
+        writeFileSync(join(dir, `token-${w}`), `${a.body.token as string}\n`, { mode: 0o600 });
+      }
+    } finally {
+      await seed.close();
+    }
+  });
+
+  after(async () => {
+    for (const p of procs) if (p.child.exitCode === null) p.child.kill('SIGKILL');
+    if (lab) await labDown(lab.runId);
+    rmSync(dir, { recursive: true, force: true });
+    if (root) assert.equal(rootState(), root, "the machine's own network namespace is unchanged");
+  });
+
+  it('fetches the iptables form, loads it, and the kernel decides every probe as the engine does', async () => {
+    inLab('cp', ['scripts/bulkhead.ts', 'serve', '--state', state, '--store', store, '--listen', '10.79.0.3:8443', '--advertise', '10.79.0.3']);
+    for (const w of ['web', 'db']) {
+      agents.set(w, inLab(w, ['test/agent/agent-cli.ts', 'agent', '--backend', 'iptables', '--server', 'http://10.79.0.3:8443', '--token-file', join(dir, `token-${w}`), '--state', join(dir, `agent-${w}`), '--wait', '2', '--heartbeat', '2', '--drift-interval', '1', '--retry-max', '2', '--no-conntrack']));
+    }
+    for (const [w, a] of agents) await waitFor(`${w}'s agent to apply version 1\n${a.out}`, () => /applied version 1/.test(a.out), 60_000);
+    for (const [w, a] of agents) {
+      assert.match(a.out, /enforcing with iptables/, w);
+      const s = saved(w);
+      assert.match(s, /^-A INPUT -j BH-INPUT$/m, `${w}: the jump is in`);
+      assert.match(s, /^-A BH-INPUT -s 10\.79\.0\.3\/32 .*"failsafe: control plane" -j ACCEPT$/m, `${w}: the server stays reachable`);
+      assert.match(s, /^-A BH-INGRESS .*--comment default -j DROP$/m, `${w}: enforce mode drops`);
+      assert.equal(tableIn(labHost(lab, w).ns), undefined, `${w}: no nftables table of bulkhead's`);
+    }
+    assert.match(saved('db'), /-m set --match-set bh-[0-9a-f]{16}-4 src -m tcp --dport 5432 .*--comment web-to-db -j ACCEPT/);
+    const rows = await probeAll();
+    for (const r of rows) {
+      const kernelAllowed = r.kernel !== 'filtered';
+      assert.equal(kernelAllowed, r.engine === 'allowed', `${r.probe}: engine ${r.engine}, kernel ${r.kernel}`);
+    }
+    assert.ok(rows.some((r) => r.engine === 'allowed') && rows.some((r) => r.engine !== 'allowed'), 'both verdicts are probed');
+  });
+
+  it('repairs a chain flushed by someone else, and reports it', async () => {
+    const db = agents.get('db')!;
+    assert.equal(inNs(labHost(lab, 'db').ns, 'iptables', '-w', '-F', 'BH-INGRESS').code, 0);
+    await waitFor(`the db agent to repair the flushed chain\n${db.out.slice(-2000)}`, () => /drift-repaired|was changed by someone else/.test(db.out), 30_000);
+    assert.match(saved('db'), /--comment web-to-db -j ACCEPT/);
+    const rows = await probeAll();
+    for (const r of rows) assert.equal(r.kernel !== 'filtered', r.engine === 'allowed', `${r.probe} after the repair`);
+  });
+
+  it('a stopped agent leaves its rules in force', async () => {
+    for (const a of agents.values()) await stop(a);
+    assert.match(saved('db'), /--comment default -j DROP/);
+    const rows = await probeAll();
+    for (const r of rows) assert.equal(r.kernel !== 'filtered', r.engine === 'allowed', `${r.probe} with the agents stopped`);
+  });
+});

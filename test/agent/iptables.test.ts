@@ -1,0 +1,120 @@
+/**
+ * The agent's iptables backend, without the kernel: the text the server sends
+ * (iptablesDocument) read back, and refused when it touches anything but
+ * bulkhead's chains and sets; the NFLOG rewrite; counters from
+ * `iptables-save -c`; the choice of backend.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { HostCompiler } from '../../src/compile/host.js';
+import { compileIptables, iptablesDocument, parseIptablesDocument } from '../../src/compile/iptables.js';
+import { iptablesCounters, routeIptablesLogsToNflog } from '../../src/agent/enforce-iptables.js';
+import { chooseBackend } from '../../src/agent/agent.js';
+import { sampleEstate } from '../helpers/estate.js';
+
+function artifact(name: string) {
+  const c = sampleEstate();
+  const host = new HostCompiler(c.ir).host(c.ir.workloads.findIndex((w) => w.name === name))!;
+  return { a: compileIptables(host, { failsafe: { managementPrefixes: [], managementPorts: [], controlPlane: [] } }), mode: host.mode };
+}
+
+const dropFirstLine = (s: string) => s.slice(s.indexOf('\n') + 1);
+
+test('the document: one header line naming the workload, then the three files, read back as they were', () => {
+  for (const name of ['payments-prod-db-1', 'crm-prod-app-1', 'hr-staging-app-1']) {
+    const { a, mode } = artifact(name);
+    const doc = iptablesDocument(a, mode);
+    assert.equal(doc.split('\n')[0], `# bulkhead iptables rules for ${name} (mode ${mode})`);
+    assert.equal(doc.split(name).length - 1, 1, 'the name is in the first line only: the rest is shared by hosts with the same rules');
+    const p = parseIptablesDocument(doc);
+    assert.ok(p.ok, p.ok ? '' : p.error);
+    assert.equal(p.files.ipset, dropFirstLine(a.ipset));
+    assert.equal(p.files.iptables, dropFirstLine(a.iptables));
+    assert.equal(p.files.ip6tables, dropFirstLine(a.ip6tables));
+  }
+});
+
+test('the document is refused when it touches anything but bulkhead\'s chains and sets', () => {
+  const { a, mode } = artifact('payments-prod-db-1');
+  const doc = iptablesDocument(a, mode);
+  assert.ok(parseIptablesDocument(doc).ok);
+  const bad: [string, string, RegExp][] = [
+    ['another table', doc.replace('*filter', '*nat'), /names a table other than filter/],
+    ['a built-in chain declared', doc.replace(':BH-INPUT - [0:0]', ':INPUT ACCEPT [0:0]'), /is not about bulkhead's chains/],
+    ['a rule in a built-in chain', doc.replace('COMMIT', '-A INPUT -j ACCEPT\nCOMMIT'), /is not about bulkhead's chains/],
+    ['a jump to a host chain', doc.replace(/^(-A BH-INGRESS .*) -j DROP$/m, '$1 -j DOCKER'), /jumps somewhere/],
+    ['a goto', doc.replace(/^(-A BH-INGRESS .*) -j DROP$/m, '$1 -g OTHER'), /jumps somewhere/],
+    ['two targets', doc.replace(/^(-A BH-INGRESS .*) -j DROP$/m, '$1 -j ACCEPT -j DROP'), /jumps somewhere/],
+    ['a delete hidden in a rule', doc.replace(/^-A BH-INGRESS /m, '-A BH-INGRESS -D INPUT '), /other than appending/],
+    ['another set created', doc.replace(/^create bh-[0-9a-f]{16}-4 /m, 'create docker-4 '), /creates a set that is not bulkhead's/],
+    ['a set flushed', doc.replace('### iptables', 'flush other-set\n### iptables'), /is not `create` or `add`/],
+    ['a set destroyed', doc.replace('### iptables', 'destroy\n### iptables'), /is not `create` or `add`/],
+    ['added to another set', doc.replace(/^add bh-[0-9a-f]{16}-4 /m, 'add docker-set '), /adds to a set that is not bulkhead's/],
+    ['a section missing', doc.replace(/### ip6tables[\s\S]*$/, ''), /no `### ip6tables` section/],
+    ['a section twice', `${doc}### ipset\n`, /unexpected section/],
+    ['text before any section', `-A BH-INPUT -j ACCEPT\n${doc}`, /comes before any section/],
+  ];
+  for (const [what, text, why] of bad) {
+    assert.notEqual(text, doc, `${what}: the test changes the document`);
+    const p = parseIptablesDocument(text);
+    assert.equal(p.ok, false, what);
+    assert.match((p as { error: string }).error, why, what);
+    assert.match((p as { error: string }).error, /^(line \d+|no `)/, `${what}: says where`);
+  }
+});
+
+test('NFLOG: log rules become NFLOG rules of the group, with the whole rule id where it fits', () => {
+  const files = {
+    ipset: '',
+    iptables: [
+      '-A BH-INGRESS -m set --match-set bh-0000000000000000-4 src -m limit --limit 10/second -m comment --comment "env-prod-to-nonprod" -j LOG --log-prefix "bh test-drop env-prod-to-~11 "',
+      '-A BH-INGRESS -m limit --limit 10/second -m comment --comment "default" -j LOG --log-prefix "bh drop default "',
+      '-A BH-INGRESS -m comment --comment "default" -j DROP',
+      '',
+    ].join('\n'),
+    ip6tables: `-A BH-EGRESS -m comment --comment "${'x'.repeat(70)}" -j LOG --log-prefix "bh drop xxxxxxxxxxxxxxxxxx~3 "\n`,
+  };
+  const r = routeIptablesLogsToNflog(files, 6268);
+  const lines = r.iptables.split('\n');
+  assert.equal(lines[0], '-A BH-INGRESS -m set --match-set bh-0000000000000000-4 src -m limit --limit 10/second -m comment --comment "env-prod-to-nonprod" -j NFLOG --nflog-group 6268 --nflog-prefix "bh test-drop env-prod-to-nonprod "');
+  assert.equal(lines[1], '-A BH-INGRESS -m limit --limit 10/second -m comment --comment "default" -j NFLOG --nflog-group 6268 --nflog-prefix "bh drop default "');
+  assert.equal(lines[2], files.iptables.split('\n')[2], 'a drop rule is left alone');
+  assert.match(r.ip6tables, /-j NFLOG --nflog-group 6268 --nflog-prefix "bh drop x{18}~3 "$/m, 'an id too long for 63 bytes keeps the short prefix');
+  // And the kernel-ready artifact of a real host: every LOG rule is routed, nothing else changes.
+  const { a } = artifact('payments-prod-db-1');
+  const routed = routeIptablesLogsToNflog(a, 7);
+  assert.doesNotMatch(routed.iptables, / -j LOG /);
+  assert.equal(routed.iptables.split('\n').length, a.iptables.split('\n').length);
+  assert.equal((routed.iptables.match(/-j NFLOG --nflog-group 7 /g) ?? []).length, (a.iptables.match(/ -j LOG /g) ?? []).length);
+});
+
+test('counters: drops, and test-mode accepts after a test-drop log, from iptables-save -c', () => {
+  const saved = [
+    '*filter',
+    ':BH-INGRESS - [0:0]',
+    '[5:300] -A BH-INPUT -m comment --comment "failsafe: control plane" -j ACCEPT',
+    '[1:60] -A BH-INGRESS -m set --match-set bh-1-4 src -m limit --limit 10/sec -m comment --comment env-prod-to-nonprod -j NFLOG --nflog-prefix "bh test-drop env-prod-to-nonprod " --nflog-group 1',
+    '[2:120] -A BH-INGRESS -m set --match-set bh-1-4 src -m comment --comment env-prod-to-nonprod -j ACCEPT',
+    '[9:900] -A BH-INGRESS -p tcp -m tcp --dport 22 -m comment --comment "no ssh" -j DROP',
+    '[4:400] -A BH-INGRESS -p tcp -m tcp --dport 80 -m comment --comment web -j ACCEPT',
+    '[0:0] -A BH-EGRESS -m comment --comment default -j DROP',
+    'COMMIT',
+  ].join('\n');
+  assert.deepEqual(iptablesCounters(saved), [
+    { rule: 'env-prod-to-nonprod', verdict: 'accept', test: true, packets: 2, bytes: 120 },
+    { rule: 'no ssh', verdict: 'drop', test: false, packets: 9, bytes: 900 },
+    { rule: 'default', verdict: 'drop', test: false, packets: 0, bytes: 0 },
+  ]);
+});
+
+test('the backend: as asked, or nftables where nft is, else iptables; a clear error without the tools', () => {
+  const all = () => true;
+  const noNft = (t: string) => t !== 'nft';
+  const none = () => false;
+  assert.equal(chooseBackend('auto', all), 'nftables');
+  assert.equal(chooseBackend('auto', noNft), 'iptables');
+  assert.equal(chooseBackend('iptables', all), 'iptables');
+  assert.throws(() => chooseBackend('nftables', noNft), /`nft` not found/);
+  assert.throws(() => chooseBackend('iptables', (t) => t !== 'ipset'), /`ipset` not found: apt-get install iptables ipset/);
+  assert.throws(() => chooseBackend('auto', none), /neither nftables nor iptables \+ ipset is installed/);
+});
