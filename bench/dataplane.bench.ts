@@ -6,6 +6,7 @@
  * a client to a server with
  *   (a) no ruleset,
  *   (b) bulkhead's compiled nftables rulesets for a generated estate of each size,
+ *       on both hosts, and (b1) on the server only (where (c) puts its rules),
  *   (c) a naive ruleset for the same policy: one iptables rule per allowed
  *       source address and port on the server, the client's rule last.
  * Prints the ratios (targets: b/a ≥ 0.9 at 100k workloads, b ≥ 10× c), the
@@ -138,7 +139,7 @@ for (const size of values.workloads!.split(',').map(Number)) {
     // (a') the cost of connection tracking alone: a table that only tracks and accepts.
     const trackOnly = 'table inet bulkhead {}\ndelete table inet bulkhead\ntable inet bulkhead {\n  chain input {\n    type filter hook input priority filter; policy accept;\n    ct state established,related accept\n    accept\n  }\n  chain output {\n    type filter hook output priority filter; policy accept;\n    ct state established,related accept\n    accept\n  }\n}\n';
     const both = [pair.client, pair.server];
-    const setups: Record<'a' | 'at' | 'b', () => Promise<void>> = {
+    const setups: Record<'a' | 'at' | 'b' | 'b1', () => Promise<void>> = {
       a: async () => {
         for (const w of both) await labFlush(lab, ir.workloads[w].name);
       },
@@ -148,11 +149,17 @@ for (const size of values.workloads!.split(',').map(Number)) {
       b: async () => {
         for (const w of both) await labLoad(lab, ir.workloads[w].name, { kind: 'nftables', text: compileNftables(hc.host(w)!).text });
       },
+      // (b1) the server's ruleset only, the client bare: where (c) puts its rules, and what one host pays for its
+      // own enforcement (in the lab both hosts share the same 2 cores, so (b) pays the client's tracking too).
+      b1: async () => {
+        await labFlush(lab, client.name);
+        await labLoad(lab, server.name, { kind: 'nftables', text: compileNftables(hc.host(pair!.server)!).text });
+      },
     };
     // Interleaved rounds, medians: the rate of one run drifts with whatever else the machine does.
-    const runs: Record<'a' | 'at' | 'b', number[]> = { a: [], at: [], b: [] };
+    const runs: Record<'a' | 'at' | 'b' | 'b1', number[]> = { a: [], at: [], b: [], b1: [] };
     for (let round = 0; round < rounds; round++) {
-      for (const k of ['a', 'at', 'b'] as const) {
+      for (const k of ['a', 'at', 'b', 'b1'] as const) {
         await setups[k]();
         runs[k].push(await rate(lab, client.name, server.name, pair.port));
       }
@@ -162,6 +169,7 @@ for (const size of values.workloads!.split(',').map(Number)) {
     const a = median(runs.a);
     const at = median(runs.at);
     const b = median(runs.b);
+    const b1 = median(runs.b1);
     await setups.a();
     const ia = iperf(lab, client.name, server.name);
     // iperf3's own port is no policy port: let it through as a failsafe (control plane) rule, then measure.
@@ -203,7 +211,8 @@ for (const size of values.workloads!.split(',').map(Number)) {
     console.log(`  (a) no ruleset          ${a.toFixed(0)} connections/s${spread(runs.a)}, iperf3 ${ia.toFixed(2)} Gbit/s`);
     console.log(`  (a') conntrack only     ${at.toFixed(0)} connections/s${spread(runs.at)}   a'/a = ${(at / a).toFixed(2)} (what tracking connections costs, before any rule)`);
     console.log(`  (b) bulkhead nftables   ${b.toFixed(0)} connections/s${spread(runs.b)}, iperf3 ${ib.toFixed(2)} Gbit/s   b/a = ${(b / a).toFixed(2)}   target >= 0.9   ${b / a >= 0.9 ? 'met' : 'MISSED'}   b/a' = ${(b / at).toFixed(2)}`);
-    console.log(`  (c) naive iptables      ${c.toFixed(0)} connections/s (${naiveRules + 1} rules, one per source address and port)   b/c = ${(b / c).toFixed(1)}x   target >= 10x   ${b / c >= 10 ? 'met' : 'MISSED'}`);
+    console.log(`  (b1) server only        ${b1.toFixed(0)} connections/s${spread(runs.b1)}   b1/a = ${(b1 / a).toFixed(2)} (one enforcing host, as in (c))`);
+    console.log(`  (c) naive iptables      ${c.toFixed(0)} connections/s (${naiveRules + 1} rules on the server, one per source address and port)   b/c = ${(b / c).toFixed(1)}x   target >= 10x   ${b / c >= 10 ? 'met' : 'MISSED'}   b1/c = ${(b1 / c).toFixed(1)}x`);
   } finally {
     await labDown(lab.runId);
   }
