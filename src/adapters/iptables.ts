@@ -7,6 +7,7 @@
  * network namespace.
  */
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createTwoFilesPatch } from 'diff';
@@ -33,12 +34,71 @@ export function iptablesApply(a: IptablesFiles, options: { netns?: string } = {}
   for (const [step, argv, input] of steps) {
     const r = run(argv, input, netns);
     if (r.code !== 0) return { ok: false, step, error: r.err || `exit ${r.code}` };
+    if (step === 'ipset restore') {
+      const synced = syncSets(a, netns);
+      if (!synced.ok) return synced;
+    }
   }
   const jumps = ensureJumpsFirst(netns);
   if (!jumps.ok) return jumps;
   const list = run(['ipset', 'list', '-n'], undefined, netns);
   if (list.code === 0) {
     for (const cmd of staleIpsetCommands(a, list.out.split('\n').filter((l) => l !== ''))) run(cmd, undefined, netns);
+  }
+  return { ok: true };
+}
+
+/** The sets an ipset restore file (or `ipset save` output) has, bulkhead's only: create line and members. */
+function setsIn(text: string): Map<string, { create: string; members: string[] }> {
+  const sets = new Map<string, { create: string; members: string[] }>();
+  for (const line of text.split('\n')) {
+    const m = /^(create|add) (\S+) (.*?)(?: -exist)?$/.exec(line);
+    if (!m || !OUR_SET_RE.test(m[2])) continue;
+    let s = sets.get(m[2]);
+    if (!s) sets.set(m[2], (s = { create: '', members: [] }));
+    if (m[1] === 'create') s.create = line;
+    else s.members.push(m[3]);
+  }
+  return sets;
+}
+
+/** A set member as ipset prints it: a single address without its /32 or /128. */
+function memberKey(m: string): string {
+  const v6 = m.includes(':');
+  return m.toLowerCase().replace(v6 ? /\/128$/ : /\/32$/, '');
+}
+
+/**
+ * Makes each set of the artifact hold exactly its members. `ipset restore`
+ * with `add -exist` only adds: a member someone else added to a live set of
+ * bulkhead's would stay, and widen every rule that names the set. Such a set
+ * is rebuilt under a temporary name and swapped in (`ipset swap` is atomic
+ * for the rules naming it).
+ */
+function syncSets(a: IptablesFiles, netns: string | undefined): IptablesApplyResult {
+  const want = setsIn(a.ipset);
+  if (want.size === 0) return { ok: true };
+  const saved = run(['ipset', 'save'], undefined, netns);
+  if (saved.code !== 0) return { ok: false, step: 'ipset save', error: saved.err || `exit ${saved.code}` };
+  const live = setsIn(saved.out);
+  for (const [name, w] of want) {
+    const l = live.get(name);
+    const key = (xs: string[]) => xs.map(memberKey).sort().join(',');
+    if (l && key(l.members) === key(w.members)) continue;
+    const tmp = `bh-tmp-${randomBytes(6).toString('hex')}`;
+    const text = [w.create.replace(` ${name} `, ` ${tmp} `), ...w.members.map((m) => `add ${tmp} ${m} -exist`)].join('\n') + '\n';
+    const steps: [string, readonly string[], string | undefined][] = [
+      [`rebuild set ${name}`, ['ipset', 'restore'], text],
+      [`swap set ${name}`, ['ipset', 'swap', tmp, name], undefined],
+      [`destroy ${tmp}`, ['ipset', 'destroy', tmp], undefined],
+    ];
+    for (const [step, argv, input] of steps) {
+      const r = run(argv, input, netns);
+      if (r.code !== 0) {
+        run(['ipset', 'destroy', tmp], undefined, netns);
+        return { ok: false, step, error: r.err || `exit ${r.code}` };
+      }
+    }
   }
   return { ok: true };
 }
@@ -205,7 +265,7 @@ export function iptablesRemove(options: { netns?: string } = {}): IptablesApplyR
   }
   const list = run(['ipset', 'list', '-n'], undefined, options.netns);
   if (list.code === 0) {
-    for (const name of list.out.split('\n').filter((n) => OUR_SET_RE.test(n))) run(['ipset', 'destroy', name], undefined, options.netns);
+    for (const name of list.out.split('\n').filter((n) => OUR_SET_RE.test(n) || /^bh-tmp-[0-9a-f]{12}$/.test(n))) run(['ipset', 'destroy', name], undefined, options.netns);
   }
   return { ok: true };
 }

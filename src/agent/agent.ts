@@ -27,7 +27,9 @@ import { Backoff, sleep } from './backoff.js';
 import { FlowBuffer, type BufferStats, type SendResult } from './buffer.js';
 import { AgentClient, AgentHttpError, type AgentEvent, type AgentFlow, type PolicyDocument, type Registered } from './client.js';
 import { ConntrackTracker, conntrackSnapshot } from './conntrack.js';
-import { Enforcer, type Applied, type Enforcement } from './enforce.js';
+import { Enforcer, readApplied, type Applied, type Enforcement, type RuleCounter } from './enforce.js';
+import { iptablesRemove } from '../adapters/iptables.js';
+import { listTable, runNft } from '../adapters/nft.js';
 import { IptablesEnforcer } from './enforce-iptables.js';
 import { findTool, hostAddresses, runIn, targetProblem } from './host.js';
 import type { AgentLogger } from './log.js';
@@ -174,6 +176,8 @@ export class Agent {
   private seenEtag: string | undefined;
   /** A ruleset that cut the host off from the server: not applied again before `until`. */
   private cutOff?: { readonly etag: string; readonly until: number };
+  /** The backend the host was enforced with before this start, when it differs: its rules go once the new backend has applied. */
+  private staleBackend?: 'nftables' | 'iptables';
   private reachable = true;
   private downSince = 0;
   private unauthorized = false;
@@ -252,6 +256,14 @@ export class Agent {
     try {
       const group = this.options.nflogGroup === false ? undefined : (this.options.nflogGroup ?? DEFAULT_NFLOG_GROUP);
       const eo = { netns: this.options.netns, stateDir: this.options.stateDir, nflogGroup: group };
+      const before = readApplied(join(this.options.stateDir, 'applied.json'));
+      const beforeBackend = before ? (before.backend ?? 'nftables') : undefined;
+      if (beforeBackend !== undefined && beforeBackend !== this.backend) {
+        // The other backend's rules stay in force (both filter: nothing is widened) until this one has applied.
+        this.staleBackend = beforeBackend;
+        rmSync(join(this.options.stateDir, 'applied.json'), { force: true });
+        this.log.log('warn', 'backend-changed', `the host was enforced with ${beforeBackend} and is now with ${this.backend}: the ${beforeBackend} rules stay until the first ${this.backend} ruleset is applied, then go`, { was: beforeBackend, now: this.backend });
+      }
       this.enforcer = this.backend === 'iptables' ? new IptablesEnforcer(eo) : new Enforcer(eo);
       this.buffer = new FlowBuffer({ dir: join(this.options.stateDir, 'flows'), maxBytes: this.options.bufferMaxBytes });
       this.startedAt = Date.now();
@@ -481,6 +493,7 @@ export class Agent {
         ? { ok: false as const, error: `unsupported ruleset format \`${doc.format}\` (this agent loads ${this.backend})`, rolledBack: false }
         : this.enforcer.apply(doc.ruleset, meta);
     if (outcome.ok && !(await this.controlPlaneAfterApply(doc, current))) return;
+    if (outcome.ok && this.staleBackend) this.removeStaleBackend();
     if (outcome.ok) {
       const short = (e: string) => (e.length > 12 ? `${e.slice(0, 12)}…` : e);
       const was = current ? ` (was version ${current.version}, ${short(current.etag)})` : '';
@@ -494,6 +507,27 @@ export class Agent {
       this.queueEvent({ kind: 'apply-failed', at: Date.now(), version: doc.version, etag: doc.etag, detail: outcome.error.slice(0, 2000) });
     }
     await this.sendEvents().catch(() => undefined);
+  }
+
+  /** Takes out the rules of the backend the host was enforced with before, now that this one's are in force. */
+  private removeStaleBackend(): void {
+    const stale = this.staleBackend!;
+    this.staleBackend = undefined;
+    const target = { netns: this.options.netns };
+    let error: string | undefined;
+    if (stale === 'nftables') {
+      if (listTable({ ...target, table: 'bulkhead' }) !== undefined) {
+        const r = runNft(['delete', 'table', 'inet', 'bulkhead'], undefined, target);
+        if (r.code !== 0) error = r.stderr.trim();
+      }
+      rmSync(join(this.options.stateDir, 'nft'), { recursive: true, force: true });
+    } else {
+      const r = iptablesRemove(target);
+      if (!r.ok) error = `${r.step}: ${r.error}`;
+      rmSync(join(this.options.stateDir, 'iptables'), { recursive: true, force: true });
+    }
+    if (error) this.log.log('error', 'backend-changed', `removing the ${stale} rules failed: ${error}; remove them by hand`, { was: stale });
+    else this.log.log('info', 'backend-changed', `removed the ${stale} rules: the host is enforced with ${this.backend} only`, { was: stale });
   }
 
   /**
@@ -611,8 +645,15 @@ export class Agent {
   }
 
   private stats(): Record<string, unknown> {
-    const counters = this.enforcer.counters().filter((c) => c.packets > 0);
-    counters.sort((a, b) => b.packets - a.packets);
+    // One rule is several in the kernel (per family, per match clause): summed per rule, verdict and mode.
+    const byRule = new Map<string, RuleCounter>();
+    for (const c of this.enforcer.counters()) {
+      if (c.packets === 0) continue;
+      const k = `${c.rule}\0${c.verdict}\0${c.test}`;
+      const had = byRule.get(k);
+      byRule.set(k, had ? { ...had, packets: had.packets + c.packets, bytes: had.bytes + c.bytes } : c);
+    }
+    const counters = [...byRule.values()].sort((a, b) => b.packets - a.packets);
     return {
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       addresses: this.addresses,

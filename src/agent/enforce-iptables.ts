@@ -15,7 +15,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { parseIptablesDocument, type IptablesFiles } from '../compile/iptables.js';
+import { foreignRule, parseIptablesDocument, type IptablesFiles } from '../compile/iptables.js';
 import { iptablesApplySafely, iptablesForgetLastKnownGood, iptablesLastKnownGood, iptablesRemove, iptablesState } from '../adapters/iptables.js';
 import { describeDrift, readApplied, writeAtomic, type Applied, type ApplyOutcome, type DriftCheck, type Enforcement, type EnforcerOptions, type RuleCounter } from './enforce.js';
 
@@ -96,10 +96,14 @@ export class IptablesEnforcer implements Enforcement {
     const good = iptablesLastKnownGood(this.dir);
     if (good === undefined || this.current === undefined) return { action: 'none' };
     this.files = good;
-    const saved = existsSync(this.referenceFile) ? readFileSync(this.referenceFile, 'utf8') : undefined;
-    if (saved !== undefined && this.state() === saved) {
-      this.reference = saved;
-      return { action: 'kept' };
+    try {
+      const saved = existsSync(this.referenceFile) ? readFileSync(this.referenceFile, 'utf8') : undefined;
+      if (saved !== undefined && this.state() === saved) {
+        this.reference = saved;
+        return { action: 'kept' };
+      }
+    } catch (e) {
+      return { action: 'failed', detail: (e as Error).message };
     }
     const r = this.load(good);
     return r.ok ? { action: 'reloaded' } : { action: 'failed', detail: r.error };
@@ -111,9 +115,13 @@ export class IptablesEnforcer implements Enforcement {
     const t0 = Date.now();
     const before = { files: this.files, applied: this.current };
     let nflog = this.nflogWorks;
-    let r = this.load(nflog ? routeIptablesLogsToNflog(parsed.files, this.options.nflogGroup!) : parsed.files);
-    if (!r.ok && nflog && /NFLOG/i.test(r.error)) {
-      // The kernel may not have NFLOG (xt_NFLOG): the files as sent may still load.
+    const routed = nflog ? routeIptablesLogsToNflog(parsed.files, this.options.nflogGroup!) : parsed.files;
+    // The rewrite builds prefixes from the rules' comments: what it wrote is checked like what the server sent.
+    const foreign = (routed.iptables + routed.ip6tables).split('\n').filter((l) => l.startsWith('-A ')).map(foreignRule).find((x) => x !== undefined);
+    if (foreign !== undefined) return { ok: false, error: `refused after routing logs to NFLOG: a rule ${foreign}`, rolledBack: false };
+    let r = this.load(routed);
+    if (!r.ok && routed !== parsed.files) {
+      // The kernel may not have NFLOG (xt_NFLOG), and says so only as "rule failed": the files as sent may still load.
       const plain = this.load(parsed.files);
       if (plain.ok) {
         this.nflogWorks = nflog = false;
@@ -122,7 +130,7 @@ export class IptablesEnforcer implements Enforcement {
     }
     if (!r.ok) return r;
     this.previous = before;
-    this.current = { ...meta, at: Date.now(), nflog };
+    this.current = { ...meta, at: Date.now(), nflog, backend: 'iptables' };
     writeAtomic(this.appliedFile, JSON.stringify(this.current, null, 2) + '\n');
     return { ok: true, changed: r.changed, ms: Date.now() - t0, nflog };
   }
@@ -151,6 +159,7 @@ export class IptablesEnforcer implements Enforcement {
 
   checkDrift(): DriftCheck {
     if (this.reference === undefined || this.files === undefined) return { drifted: false };
+    // A tool that fails here throws: the agent logs it as a failed check (drift-check) and tries again later.
     const now = this.state();
     if (now === this.reference) return { drifted: false };
     const detail = describeDrift(this.reference, now === '' ? undefined : now);
@@ -172,15 +181,20 @@ export class IptablesEnforcer implements Enforcement {
     return iptablesState({ netns: this.options.netns });
   }
 
+  /** Loads files with a way back; never throws (a tool that cannot run is a failed load). */
   private load(files: IptablesFiles): { ok: true; changed: boolean } | { ok: false; error: string; rolledBack: boolean } {
-    const r = iptablesApplySafely(files, { netns: this.options.netns, stateDir: this.dir });
-    if (!r.ok) {
-      if (r.rolledBack) this.reference = this.state();
+    try {
+      const r = iptablesApplySafely(files, { netns: this.options.netns, stateDir: this.dir });
+      if (!r.ok) {
+        if (r.rolledBack) this.reference = this.state();
+        return r;
+      }
+      this.files = files;
+      this.reference = this.state();
+      writeAtomic(this.referenceFile, this.reference);
       return r;
+    } catch (e) {
+      return { ok: false, error: (e as Error).message, rolledBack: false };
     }
-    this.files = files;
-    this.reference = this.state();
-    writeAtomic(this.referenceFile, this.reference);
-    return r;
   }
 }

@@ -42,6 +42,8 @@ export interface Applied {
   readonly at: number;
   /** Whether log statements were routed to NFLOG. */
   readonly nflog: boolean;
+  /** What it was loaded with (absent: nftables, as agents before the iptables backend wrote it). */
+  readonly backend?: 'nftables' | 'iptables';
 }
 
 /** The outcome of an apply. */
@@ -250,7 +252,7 @@ export class Enforcer implements Enforcement {
     }
     if (!r.ok) return r;
     this.previous = before;
-    this.current = { ...meta, at: Date.now(), nflog };
+    this.current = { ...meta, at: Date.now(), nflog, backend: 'nftables' };
     writeAtomic(this.appliedFile, JSON.stringify(this.current, null, 2) + '\n');
     return { ok: true, changed: r.changed, ms: Date.now() - t0, nflog };
   }

@@ -507,25 +507,115 @@ export function iptablesDocument(a: IptablesArtifact, mode: string): string {
 const TARGETS = new Set(['ACCEPT', 'DROP', 'REJECT', 'LOG', 'NFLOG', 'RETURN', ...Object.values(IPTABLES_CHAINS)]);
 const OWN_CHAIN = `(?:${Object.values(IPTABLES_CHAINS).join('|')})`;
 const CHAIN_DECL = new RegExp(`^:${OWN_CHAIN} - \\[0:0\\]$`);
-const RULE = new RegExp(`^-A ${OWN_CHAIN} `);
+const OWN_CHAIN_RE = new RegExp(`^${OWN_CHAIN}$`);
+const OWN_SET_RE = /^bh-[0-9a-f]{16}-[46]$/;
 const ADDRESS = /^[0-9a-fA-F.:]+(?:\/\d{1,3})?$/;
+const QUOTED = /^"[^"\\]*"$/;
+const MODULES = new Set(['comment', 'conntrack', 'set', 'tcp', 'udp', 'icmp', 'icmp6', 'multiport', 'limit', 'owner']);
+
+/**
+ * The options a rule of bulkhead's may have, each with what its argument
+ * must look like: exactly the compiler's vocabulary (and NFLOG's, which the
+ * agent writes), nothing else. A long option name iptables would also take
+ * (`--jump`, `--goto`, `--source`) is not in it, so it is refused.
+ */
+const OPTIONS: Record<string, (arg: string, next: string | undefined) => boolean | 'two'> = {
+  '-p': (a) => /^[a-z0-9-]{1,16}$/.test(a),
+  '-s': (a) => ADDRESS.test(a),
+  '-d': (a) => ADDRESS.test(a),
+  '-i': (a) => /^[A-Za-z0-9_.-]{1,15}$/.test(a),
+  '-o': (a) => /^[A-Za-z0-9_.-]{1,15}$/.test(a),
+  '-m': (a) => MODULES.has(a),
+  '--comment': (a) => QUOTED.test(a) || /^[\x21-\x7e]+$/.test(a),
+  '--ctstate': (a) => /^[A-Z]+(,[A-Z]+)*$/.test(a),
+  '--match-set': (a, next) => OWN_SET_RE.test(a) && (next === 'src' || next === 'dst') && 'two',
+  '--dport': (a) => /^\d{1,5}(:\d{1,5})?$/.test(a),
+  '--sport': (a) => /^\d{1,5}(:\d{1,5})?$/.test(a),
+  '--dports': (a) => /^\d{1,5}(:\d{1,5})?(,\d{1,5}(:\d{1,5})?)*$/.test(a),
+  '--sports': (a) => /^\d{1,5}(:\d{1,5})?(,\d{1,5}(:\d{1,5})?)*$/.test(a),
+  '--icmp-type': (a) => /^(\d{1,3}(\/\d{1,3})?|[a-z-]{1,40})$/.test(a),
+  '--icmpv6-type': (a) => /^(\d{1,3}(\/\d{1,3})?|[a-z-]{1,40})$/.test(a),
+  '--limit': (a) => LOG_RATE_RE.test(a),
+  '--uid-owner': (a) => USER_RE.test(a),
+  '--log-prefix': (a) => QUOTED.test(a),
+  '--nflog-group': (a) => /^\d{1,5}$/.test(a) && Number(a) <= 65535,
+  '--nflog-prefix': (a) => QUOTED.test(a),
+};
+
+/** Splits a restore line into words as iptables-restore does for what bulkhead writes: spaces, and double-quoted words without escapes. */
+function words(line: string): string[] | undefined {
+  const out: string[] = [];
+  let i = 0;
+  while (i < line.length) {
+    if (line[i] === ' ') {
+      i++;
+      continue;
+    }
+    if (line[i] === '"') {
+      const end = line.indexOf('"', i + 1);
+      if (end < 0 || (end + 1 < line.length && line[end + 1] !== ' ')) return undefined;
+      out.push(line.slice(i, end + 1));
+      i = end + 1;
+      continue;
+    }
+    let end = line.indexOf(' ', i);
+    if (end < 0) end = line.length;
+    const w = line.slice(i, end);
+    if (w.includes('"')) return undefined;
+    out.push(w);
+    i = end;
+  }
+  return out;
+}
+
+/**
+ * Why a rule line of a restore file is not one bulkhead writes, or undefined:
+ * `-A` one of bulkhead's chains, then only the options above, then exactly
+ * one `-j` to a built-in target or one of bulkhead's chains, with its own
+ * options. Tabs, backslashes, single quotes and anything unknown are refused.
+ */
+export function foreignRule(line: string): string | undefined {
+  if (/[\t\\'\r]/.test(line)) return 'holds a tab, a backslash or a quote that bulkhead never writes';
+  const w = words(line);
+  if (!w) return 'has a quoted word that does not end where a word ends';
+  if (w[0] !== '-A' || !OWN_CHAIN_RE.test(w[1] ?? '')) return 'is not a rule appended to one of bulkhead\'s chains';
+  let target: string | undefined;
+  for (let i = 2; i < w.length; i++) {
+    const opt = w[i];
+    if (opt === '-j') {
+      if (target !== undefined) return 'has more than one target';
+      target = w[++i];
+      if (target === undefined || !TARGETS.has(target)) return `jumps to \`${target ?? ''}\`, not a built-in target or one of bulkhead's chains`;
+      continue;
+    }
+    const check = OPTIONS[opt];
+    if (!check) return `has \`${opt.slice(0, 30)}\`, which bulkhead never writes`;
+    const arg = w[i + 1];
+    const ok = arg === undefined ? false : check(arg, w[i + 2]);
+    if (!ok) return `has \`${opt} ${(arg ?? '').slice(0, 40)}\`, which bulkhead never writes`;
+    i += ok === 'two' ? 2 : 1;
+  }
+  if (target === undefined) return 'has no target';
+  return undefined;
+}
 
 /**
  * Reads a text of {@link iptablesDocument} back into its restore files, and
  * checks that it touches nothing but bulkhead's own: in the restore files only
- * the `filter` table, declarations of bulkhead's four chains, rules appended to
- * them that jump to a built-in target or one of them; in the ipset file only
- * `create` and `add` of sets named like bulkhead's (`bh-<16 hex>-<4|6>`, the
- * default prefix). An agent runs this on what the server sends, so not even a
- * compromised server can make it touch another chain, table or set. Returns
- * the files, or the first problem with its line.
+ * the `filter` table, declarations of bulkhead's four chains, and rules
+ * appended to them in the compiler's own vocabulary ({@link foreignRule});
+ * in the ipset file only `create` and `add` of sets named like bulkhead's
+ * (`bh-<16 hex>-<4|6>`, the default prefix), each holding exactly the members
+ * its name is the hash of. An agent runs this on what the server sends, so
+ * not even a compromised server can make it touch another chain, table or
+ * set. Returns the files, or the first problem with its line.
  */
 export function parseIptablesDocument(text: string): { ok: true; files: IptablesFiles } | { ok: false; error: string } {
   const files: Record<(typeof PARTS)[number], string[]> = { ipset: [], iptables: [], ip6tables: [] };
   let part: (typeof PARTS)[number] | undefined;
   const seen = new Set<string>();
+  const sets = new Map<string, { line: number; members: string[] }>();
   const lines = text.split('\n');
-  const ownSet = /^bh-[0-9a-f]{16}-[46]$/;
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i];
     const at = `line ${i + 1}`;
@@ -546,21 +636,28 @@ export function parseIptablesDocument(text: string): { ok: true; files: Iptables
     if (part === 'ipset') {
       const f = line.split(' ');
       if (f[0] === 'create') {
-        if (!(ownSet.test(f[1] ?? '') && /^create \S+ hash:net family inet6? hashsize \d+ maxelem \d+ -exist$/.test(line))) bad = 'creates a set that is not bulkhead\'s, or not as bulkhead makes them';
+        const m = /^create (\S+) hash:net family (inet6?) hashsize \d{1,9} maxelem \d{1,9} -exist$/.exec(line);
+        if (!(m && OWN_SET_RE.test(m[1]) && m[1].endsWith(m[2] === 'inet' ? '-4' : '-6'))) bad = 'creates a set that is not bulkhead\'s, or not as bulkhead makes them';
+        else if (sets.has(m[1])) bad = 'creates the set a second time';
+        else sets.set(m[1], { line: i + 1, members: [] });
       } else if (f[0] === 'add') {
-        if (!(f.length === 4 && ownSet.test(f[1]) && ADDRESS.test(f[2]) && f[3] === '-exist')) bad = 'adds to a set that is not bulkhead\'s, or something that is not an address';
+        if (!(f.length === 4 && sets.has(f[1]) && ADDRESS.test(f[2]) && f[3] === '-exist')) bad = 'adds to a set that is not bulkhead\'s (or not created above), or something that is not an address';
+        else sets.get(f[1])!.members.push(f[2]);
       } else bad = 'is not `create` or `add`';
     } else if (line === '*filter' || line === 'COMMIT' || CHAIN_DECL.test(line)) {
       // bulkhead's own
-    } else if (RULE.test(line)) {
-      const jumps = [...line.matchAll(/ -[jg] (\S+)/g)].map((m) => m[1]);
-      if (jumps.length !== 1 || !TARGETS.has(jumps[0])) bad = 'jumps somewhere that is not a built-in target or bulkhead\'s chain';
-      else if (/(?:^| )(?:-t|--table|-[DIRFXNPEZ]) /.test(line.slice(3))) bad = 'holds a command other than appending a rule';
+    } else if (line.startsWith('-A ')) {
+      bad = foreignRule(line);
     } else bad = line.startsWith('*') ? 'names a table other than filter' : 'is not about bulkhead\'s chains';
     if (bad) return { ok: false, error: `${at} (${part}): \`${line.slice(0, 80)}\` ${bad}` };
     files[part].push(line);
   }
   for (const p of PARTS) if (!seen.has(p)) return { ok: false, error: `no \`${SECTION(p)}\` section` };
+  // Names are the hash of the content: a set whose members are not what its name says could be one a rule already uses.
+  for (const [name, s] of sets) {
+    const f = name.endsWith('-4') ? 4 : 6;
+    if (`bh-${hash64(`${f}|${s.members.join(',')}`)}-${f}` !== name) return { ok: false, error: `line ${s.line} (ipset): set \`${name}\` does not hold the members its name is the hash of` };
+  }
   const join = (xs: string[]) => (xs.length === 0 ? '' : xs.join('\n').replace(/\n*$/, '\n'));
   return { ok: true, files: { ipset: join(files.ipset), iptables: join(files.iptables), ip6tables: join(files.ip6tables) } };
 }

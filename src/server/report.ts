@@ -5,6 +5,7 @@
  */
 import type { ControlPlane } from './control.js';
 import { violationsReport } from './telemetry.js';
+import { isCurrent } from './rulesets.js';
 
 const WEEK = 7 * 86400000;
 
@@ -62,7 +63,7 @@ export async function weeklyReport(cp: ControlPlane, until = Date.now()): Promis
       stale: live.filter((a) => a.last_seen === null || until - a.last_seen > 3 * pollMs).length,
       applyFailures: count('apply-failed'),
       driftRepairs: count('drift-repaired'),
-      notCurrent: live.filter((a) => a.applied_etag !== gen.entry(a.workload).etag).length,
+      notCurrent: live.filter((a) => !isCurrent(gen.entry(a.workload), a.applied_etag)).length,
     },
     flows: { stored: stats.flows, ...(stats.first !== undefined ? { first: new Date(stats.first).toISOString(), last: new Date(stats.last!).toISOString() } : {}) },
     audit: { ok: audit.ok, entries: audit.entries, head: audit.head, ...(audit.brokenAt !== undefined ? { brokenAt: audit.brokenAt, reason: audit.reason } : {}) },

@@ -18,7 +18,7 @@ import type { ControlPlane, BreakGlassRow } from './control.js';
 import { ApiError, badRequest, conflict, forbidden, intParam, notFound, timeParam, type Reply, type Request, type Route } from './http.js';
 import { buildOpenApi } from './openapi.js';
 import { apiDiagnostic, checkAppOwnerRuleset, checkSection, checkShape, compileDoc, ifMatchRevision, PreconditionFailed, SECTION_NAMES, type PolicyDoc } from './policy.js';
-import { acceptsGzip, bareEtag } from './rulesets.js';
+import { acceptsGzip, bareEtag, isCurrent } from './rulesets.js';
 import { FLOW_WIRE_TYPE, type WireBatch } from '../flows/wire.js';
 import {
   AgentCreateBody,
@@ -470,7 +470,7 @@ export const ROUTES: readonly Route<Ctx>[] = [
           lastSeen: iso(r.last_seen),
           appliedVersion: r.applied_version,
           appliedEtag: r.applied_etag,
-          current: r.revoked_at === null && r.applied_etag === gen.entry(r.workload).etag,
+          current: r.revoked_at === null && isCurrent(gen.entry(r.workload), r.applied_etag),
           ...(r.stats ? { stats: JSON.parse(r.stats) } : {}),
           ...(r.revoked_at !== null ? { revokedAt: iso(r.revoked_at) } : {}),
         })),

@@ -44,9 +44,17 @@ const FORMAT = 'nft1';
 /** What an agent enforces with: nftables, or iptables + ipset (hosts without nftables). */
 export type Backend = 'nftables' | 'iptables';
 
+/** Bumped when the iptables compiler's output for the same signature changes (FORMAT is the nftables one's). */
+const IPTABLES_FORMAT = 'ipt1';
+
 /** A workload's ETag for an agent of `backend`: the same rules give different texts per backend. */
 export function etagFor(e: WorkloadEntry, backend: Backend): string {
-  return backend === 'nftables' ? e.etag : `i-${e.etag}`;
+  return backend === 'nftables' ? e.etag : `${IPTABLES_FORMAT}-${e.etag}`;
+}
+
+/** Whether an agent that applied `etag` enforces what the workload's entry says, with either backend. */
+export function isCurrent(e: WorkloadEntry, etag: string | null | undefined): boolean {
+  return etag === e.etag || etag === etagFor(e, 'iptables');
 }
 
 /** The signature of a workload that has nothing programmed (unknown, unmanaged, idle, or no version yet). */

@@ -2,8 +2,9 @@
  * Agents that enforce with iptables + ipset (a host without nftables), each in
  * the lab namespace it protects, the real server in another: they fetch the
  * iptables form of their rulesets, load them, and the kernel's verdicts on
- * real connections are the engine's; a chain flushed by someone else is
- * repaired; a stopped agent leaves its rules in force.
+ * real connections are the engine's; a chain flushed or a set widened by
+ * someone else is repaired; a stopped agent leaves its rules in force; an
+ * agent started again with nftables replaces them.
  *
  * Needs root, `ip`, `iptables`, `ipset`, `conntrack` and python3 (skipped
  * otherwise). Safety: the namespaces are `bh-<run id>-…`, removed in `after`
@@ -155,10 +156,32 @@ describe('agents enforcing with iptables + ipset, served by the real server, in 
     for (const r of rows) assert.equal(r.kernel !== 'filtered', r.engine === 'allowed', `${r.probe} after the repair`);
   });
 
+  it('takes out again an address someone added to one of its sets', async () => {
+    const db = agents.get('db')!;
+    const allowSet = /--match-set (bh-[0-9a-f]{16}-4) src -m tcp --dport 5432 /.exec(saved('db'))![1];
+    const repairs = (db.out.match(/drift-repaired/g) ?? []).length;
+    assert.equal(inNs(labHost(lab, 'db').ns, 'ipset', 'add', allowSet, '10.79.0.3').code, 0);
+    await waitFor(`the db agent to repair the widened set\n${db.out.slice(-2000)}`, () => (db.out.match(/drift-repaired/g) ?? []).length > repairs, 30_000);
+    assert.doesNotMatch(inNs(labHost(lab, 'db').ns, 'ipset', 'list', allowSet).stdout, /10\.79\.0\.3/);
+  });
+
   it('a stopped agent leaves its rules in force', async () => {
     for (const a of agents.values()) await stop(a);
     assert.match(saved('db'), /--comment default -j DROP/);
     const rows = await probeAll();
     for (const r of rows) assert.equal(r.kernel !== 'filtered', r.engine === 'allowed', `${r.probe} with the agents stopped`);
+  });
+
+  it('started again with nftables: the iptables rules stay until the nftables ruleset is in, then go', async () => {
+    const db = inLab('db', ['test/agent/agent-cli.ts', 'agent', '--backend', 'nftables', '--server', 'http://10.79.0.3:8443', '--token-file', join(dir, 'token-db'), '--state', join(dir, 'agent-db'), '--wait', '2', '--heartbeat', '2', '--drift-interval', '1', '--retry-max', '2', '--no-conntrack']);
+    agents.set('db', db);
+    await waitFor(`the db agent to switch to nftables\n${db.out.slice(-2000)}`, () => /removed the iptables rules/.test(db.out), 60_000);
+    assert.match(db.out, /the host was enforced with iptables and is now with nftables/);
+    assert.ok(tableIn(labHost(lab, 'db').ns), 'the nftables table is loaded');
+    assert.doesNotMatch(saved('db'), /BH-/, 'no chain or jump of bulkhead\'s is left in iptables');
+    assert.equal(inNs(labHost(lab, 'db').ns, 'ipset', 'list', '-n').stdout.trim(), '', 'nor a set');
+    const rows = await probeAll();
+    for (const r of rows) assert.equal(r.kernel !== 'filtered', r.engine === 'allowed', `${r.probe} enforced with nftables`);
+    await stop(db);
   });
 });

@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { HostCompiler } from '../../src/compile/host.js';
-import { compileIptables, iptablesDocument, parseIptablesDocument } from '../../src/compile/iptables.js';
+import { compileIptables, foreignRule, iptablesDocument, parseIptablesDocument } from '../../src/compile/iptables.js';
 import { iptablesCounters, routeIptablesLogsToNflog } from '../../src/agent/enforce-iptables.js';
 import { chooseBackend } from '../../src/agent/agent.js';
 import { sampleEstate } from '../helpers/estate.js';
@@ -34,6 +34,25 @@ test('the document: one header line naming the workload, then the three files, r
   }
 });
 
+test('every ruleset the compiler writes passes the check, also with its logs routed to NFLOG (no false refusals)', () => {
+  const c = sampleEstate();
+  const hc = new HostCompiler(c.ir);
+  let n = 0;
+  c.ir.workloads.forEach((w, i) => {
+    const h = hc.host(i);
+    if (!h) return;
+    const a = compileIptables(h, { failsafe: { managementPrefixes: [{ addr: 0x0a630000, len: 16 }], managementPorts: [{ proto: 6, port: 22 }], controlPlane: [{ addr: 0x0a630005, len: 32 }] } });
+    const p = parseIptablesDocument(iptablesDocument(a, h.mode));
+    assert.ok(p.ok, `${w.name}: ${p.ok ? '' : p.error}`);
+    const routed = routeIptablesLogsToNflog(p.files, 6268);
+    for (const line of (routed.iptables + routed.ip6tables).split('\n').filter((l) => l.startsWith('-A '))) assert.equal(foreignRule(line), undefined, `${w.name}: ${line}`);
+    n++;
+  });
+  assert.ok(n > 100, `${n} hosts`);
+  // A rule id with spaces and option-like words is quoted: it is a comment, not an option.
+  assert.equal(foreignRule('-A BH-INGRESS -p tcp -m tcp --dport 22 -m comment --comment "a -j DROP --goto x" -j ACCEPT'), undefined);
+});
+
 test('the document is refused when it touches anything but bulkhead\'s chains and sets', () => {
   const { a, mode } = artifact('payments-prod-db-1');
   const doc = iptablesDocument(a, mode);
@@ -41,15 +60,25 @@ test('the document is refused when it touches anything but bulkhead\'s chains an
   const bad: [string, string, RegExp][] = [
     ['another table', doc.replace('*filter', '*nat'), /names a table other than filter/],
     ['a built-in chain declared', doc.replace(':BH-INPUT - [0:0]', ':INPUT ACCEPT [0:0]'), /is not about bulkhead's chains/],
-    ['a rule in a built-in chain', doc.replace('COMMIT', '-A INPUT -j ACCEPT\nCOMMIT'), /is not about bulkhead's chains/],
-    ['a jump to a host chain', doc.replace(/^(-A BH-INGRESS .*) -j DROP$/m, '$1 -j DOCKER'), /jumps somewhere/],
-    ['a goto', doc.replace(/^(-A BH-INGRESS .*) -j DROP$/m, '$1 -g OTHER'), /jumps somewhere/],
-    ['two targets', doc.replace(/^(-A BH-INGRESS .*) -j DROP$/m, '$1 -j ACCEPT -j DROP'), /jumps somewhere/],
-    ['a delete hidden in a rule', doc.replace(/^-A BH-INGRESS /m, '-A BH-INGRESS -D INPUT '), /other than appending/],
+    ['a rule in a built-in chain', doc.replace('COMMIT', '-A INPUT -j ACCEPT\nCOMMIT'), /is not a rule appended to one of bulkhead's chains/],
+    ['a jump to a host chain', doc.replace(/^(-A BH-INGRESS .*) -j DROP$/m, '$1 -j DOCKER'), /jumps to `DOCKER`/],
+    ['a goto', doc.replace(/^(-A BH-INGRESS .*) -j DROP$/m, '$1 -g OTHER'), /has `-g`, which bulkhead never writes/],
+    ['two targets', doc.replace(/^(-A BH-INGRESS .*) -j DROP$/m, '$1 -j ACCEPT -j DROP'), /more than one target/],
+    ['a delete hidden in a rule', doc.replace(/^-A BH-INGRESS /m, '-A BH-INGRESS -D INPUT '), /has `-D`/],
+    // What a regex over the raw line would miss: long option names, decoys in quotes, tabs.
+    ['--jump behind a decoy in a comment', doc.replace(/^(-A BH-INGRESS .*) -j DROP$/m, '$1 -m comment --comment "a -j DROP b" --jump SET --add-set hostallow src'), /has `--jump`/],
+    ['--goto', doc.replace(/^(-A BH-INGRESS .*) -j DROP$/m, '$1 --goto HOSTCHAIN'), /has `--goto`/],
+    ['a tab before the target', doc.replace(/^(-A BH-INGRESS .*) -j DROP$/m, '$1 -j\tSET --del-set f2b-sshd src'), /a tab/],
+    ['a host set matched', doc.replace(/--match-set bh-[0-9a-f]{16}-4 src/, '--match-set f2b-sshd src'), /has `--match-set f2b-sshd`/],
+    ['another match module', doc.replace(/^(-A BH-INGRESS .*) -j DROP$/m, '$1 -m recent --name X --remove -j DROP'), /has `-m recent`/],
+    ['a quote that runs into a word', doc.replace(/--comment "([^"]*)"/, '--comment "$1"x'), /quoted word/],
+    ['a set whose members are not its name', doc.replace(/^(add bh-[0-9a-f]{16}-4 )\S+ -exist$/m, '$16.6.6.6 -exist'), /does not hold the members its name is the hash of/],
+    ['a set created twice', doc.replace(/^(create bh-[0-9a-f]{16}-4 .*)$/m, '$1\n$1'), /creates the set a second time/],
     ['another set created', doc.replace(/^create bh-[0-9a-f]{16}-4 /m, 'create docker-4 '), /creates a set that is not bulkhead's/],
     ['a set flushed', doc.replace('### iptables', 'flush other-set\n### iptables'), /is not `create` or `add`/],
     ['a set destroyed', doc.replace('### iptables', 'destroy\n### iptables'), /is not `create` or `add`/],
     ['added to another set', doc.replace(/^add bh-[0-9a-f]{16}-4 /m, 'add docker-set '), /adds to a set that is not bulkhead's/],
+    ['added to a set not created here', doc.replace(/^add bh-[0-9a-f]{16}-4 /m, 'add bh-0123456789abcdef-4 '), /not created above/],
     ['a section missing', doc.replace(/### ip6tables[\s\S]*$/, ''), /no `### ip6tables` section/],
     ['a section twice', `${doc}### ipset\n`, /unexpected section/],
     ['text before any section', `-A BH-INPUT -j ACCEPT\n${doc}`, /comes before any section/],

@@ -393,7 +393,7 @@ test('retention: maintenance removes violations and flows older than the retenti
 });
 
 test('policy in the iptables form: its own ETag, one text with the three restore files, checked as the agent checks it; 304 and a bad backend', async (t) => {
-  const { mkAgent } = await setup(t, { advertise: ['10.99.0.5'] });
+  const { admin, mkAgent } = await setup(t, { advertise: ['10.99.0.5'] });
   const web = await mkAgent('shop-web-1');
   const nft = await web.call('GET', '/api/v1/agent/policy');
   const ipt = await web.call('GET', '/api/v1/agent/policy?backend=iptables');
@@ -414,6 +414,12 @@ test('policy in the iptables form: its own ETag, one text with the three restore
   const held = await web.call('GET', '/api/v1/agent/policy?backend=iptables&wait=1', undefined, { 'if-none-match': ipt.headers.get('etag')! });
   assert.equal(held.status, 304);
   assert.equal(held.headers.get('etag'), ipt.headers.get('etag'));
+  // An agent that applied the iptables form is current, as one that applied the nftables form would be.
+  const current = async () => (await admin('GET', '/api/v1/agents')).body.agents.find((x: { id: string }) => x.id === web.id).current as boolean;
+  assert.equal((await web.call('POST', '/api/v1/agent/heartbeat', { version: 1, etag: `"${ipt.body.etag as string}"` })).status, 200);
+  assert.equal(await current(), true);
+  assert.equal((await web.call('POST', '/api/v1/agent/heartbeat', { version: 1, etag: '"ipt1-stale"' })).status, 200);
+  assert.equal(await current(), false);
   const bad = await web.call('GET', '/api/v1/agent/policy?backend=pf');
   assert.equal(bad.status, 400);
   assert.match(bad.text, /backend must be nftables or iptables/);
