@@ -12,7 +12,8 @@ import { HostCompiler } from '../compile/host.js';
 import { compileNftables } from '../compile/nftables.js';
 import { compileIptables } from '../compile/iptables.js';
 import { definesTable, listTable, nftApply, nftAvailable, nftDiff } from '../adapters/nft.js';
-import { iptablesApplySafely, iptablesDiff } from '../adapters/iptables.js';
+import { iptablesApplySafely, iptablesDiff, iptablesForgetLastKnownGood, iptablesRemove, iptablesState } from '../adapters/iptables.js';
+import { createTwoFilesPatch } from 'diff';
 import { EXIT, loadDir, parseNow, printDiagnostics, UsageError, type Io } from './common.js';
 import { failsafeOf, type CompileOptions } from './compile.js';
 import { plural, summary } from './render.js';
@@ -24,7 +25,8 @@ export const DEFAULT_APPLY_STATE_DIR = '/var/lib/bulkhead/apply';
 
 export interface ApplyCliOptions extends Pick<CompileOptions, 'mgmt' | 'mgmtPort' | 'controlPlane' | 'now'> {
   target: string;
-  workload: string;
+  workload?: string;
+  remove?: boolean;
   dryRun?: boolean;
   force?: boolean;
   netns?: string;
@@ -55,8 +57,53 @@ function ownsOne(prefixes: readonly Prefix[], local: readonly string[]): boolean
   return false;
 }
 
+/** `apply --remove`: takes bulkhead's table (or chains, jumps and sets) off this host; with --dry-run, shows what would go. */
+function runRemove(opts: ApplyCliOptions, io: Io): number {
+  const iptables = opts.target === 'iptables';
+  const missing = haveTools(iptables);
+  if (missing) throw new UsageError(missing);
+  const nsProblem = targetProblem({ netns: opts.netns });
+  if (nsProblem) throw new UsageError(nsProblem);
+  const where = opts.netns ? `network namespace ${opts.netns}` : 'this host';
+  const target = { netns: opts.netns };
+  const what = iptables ? "bulkhead's chains, jumps and sets" : 'the table inet bulkhead';
+  const none = `table inet bulkhead {}\ndelete table inet bulkhead\n`;
+  let r: { ok: true; changed: boolean; diff?: string } | { ok: false; error: string };
+  try {
+    if (opts.dryRun) {
+      const diff = iptables ? ((cur) => (cur === '' ? '' : createTwoFilesPatch('loaded', 'new', cur, '', undefined, undefined, { context: 3 })))(iptablesState(target)) : nftDiff(none, target);
+      r = { ok: true, changed: diff !== '', diff };
+    } else if (iptables) {
+      const before = iptablesState(target);
+      const removed = iptablesRemove(target);
+      if (removed.ok) iptablesForgetLastKnownGood(join(opts.state ?? DEFAULT_APPLY_STATE_DIR, 'iptables'));
+      r = removed.ok ? { ok: true, changed: before !== '' } : { ok: false, error: `${removed.step}: ${removed.error}` };
+    } else {
+      r = nftApply(none, { ...target, stateDir: join(opts.state ?? DEFAULT_APPLY_STATE_DIR, 'nft'), verify: () => listTable(target) === undefined });
+    }
+  } catch (e) {
+    r = { ok: false, error: (e as Error).message };
+  }
+  if (opts.output === 'json') io.out(JSON.stringify({ target: opts.target, where, remove: true, dryRun: opts.dryRun === true, ...r }, null, 2));
+  if (!r.ok) {
+    if (opts.output !== 'json') io.err(`removing ${what} from ${where} failed: ${r.error}`);
+    return EXIT.applyFailed;
+  }
+  if (opts.output !== 'json') {
+    if (opts.dryRun && r.diff) io.out(r.diff.replace(/\n$/, ''));
+    io.err(!r.changed ? `nothing of bulkhead's (${opts.target}) is loaded on ${where}` : opts.dryRun ? `dry run: the diff above is what removing ${what} from ${where} would take out; nothing was changed` : `removed ${what} from ${where}: it is no longer enforced by bulkhead`);
+  }
+  return EXIT.ok;
+}
+
 /** Runs `bulkhead apply`; returns the exit code. */
-export async function runApply(dir: string, opts: ApplyCliOptions, io: Io): Promise<number> {
+export async function runApply(dir: string | undefined, opts: ApplyCliOptions, io: Io): Promise<number> {
+  if (opts.remove) {
+    if (dir !== undefined || opts.workload !== undefined) throw new UsageError('--remove takes no policy directory and no --workload: it removes whatever of bulkhead\'s is loaded');
+    return runRemove(opts, io);
+  }
+  if (dir === undefined) throw new UsageError('give the policy directory (or --remove)');
+  if (opts.workload === undefined) throw new UsageError('give the workload this host is: -w, --workload <name>');
   const iptables = opts.target === 'iptables';
   const c = loadDir(dir, parseNow(opts.now));
   if (c.diagnostics.hasErrors()) {
@@ -140,8 +187,9 @@ export function register(prog: Command, io: Io): void {
   prog
     .command('apply')
     .description('compile one workload\'s ruleset and load it on this host (or in a network namespace): nftables in one transaction, iptables rolled back on failure; last known good kept; --dry-run shows the difference')
-    .argument('<dir>', 'policy directory')
-    .requiredOption('-w, --workload <name>', 'the workload this host is')
+    .argument('[dir]', 'policy directory')
+    .option('-w, --workload <name>', 'the workload this host is (required, but with --remove)')
+    .option('--remove', 'take bulkhead\'s table (iptables: its chains, jumps and sets) off this host instead; no policy needed')
     .addOption(new Option('-t, --target <target>', 'enforcement backend').choices(['nftables', 'iptables']).default('nftables'))
     .option('--dry-run', 'print the difference from what is loaded (a unified diff) and change nothing')
     .option('--force', 'apply even when this host has none of the workload\'s addresses')
@@ -171,10 +219,11 @@ Examples:
   bulkhead apply policy/ -w shop-prod-web-1 --mgmt 10.99.0.0/16 --control-plane 10.99.0.5 --dry-run
   bulkhead apply policy/ -w shop-prod-web-1 --mgmt 10.99.0.0/16 --control-plane 10.99.0.5
   bulkhead apply policy/ -w legacy-db-1 --target iptables --output json
+  bulkhead apply --remove --dry-run                  what taking bulkhead off this host would remove
 
 A host an agent manages gets its ruleset from the control plane: do not also apply by hand there.`,
     )
-    .action(async (dir: string, opts: ApplyCliOptions) => {
+    .action(async (dir: string | undefined, opts: ApplyCliOptions) => {
       prog.setOptionValue('exit', await runApply(dir, opts, io));
     });
 }

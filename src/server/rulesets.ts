@@ -350,7 +350,8 @@ export class TextCache {
   ) {}
 
   get(e: WorkloadEntry, backend: Backend = 'nftables'): Text {
-    const key = backend === 'nftables' ? e.signature : `${backend}:${e.signature}`;
+    // iptables: shortened log prefixes carry the rule's IR index, which the signature leaves out.
+    const key = backend === 'nftables' ? e.signature : `${backend}:${e.signature}:${e.host ? [...e.host.ingress, ...e.host.egress].map((r) => r.index).join(',') : ''}`;
     const hit = this.map.get(key);
     if (hit) {
       this.hits++;

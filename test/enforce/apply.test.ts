@@ -99,7 +99,21 @@ test('apply (nftables): dry run changes nothing, apply loads only our table, aga
   const forced = await cli(...base, '-w', 'crm-prod-app-1', '--force');
   assert.equal(forced.code, 0, forced.err);
   assert.match(inNs(ns, ['nft', 'list', 'table', 'inet', 'bulkhead']).out, /log prefix "bh test-drop default "/);
+
+  // Taking bulkhead off the host: what would go, then gone; the other table stays.
+  const rm = ['apply', '--remove', '--netns', ns, '--state', state];
+  const wouldGo = await cli(...rm, '--dry-run');
+  assert.equal(wouldGo.code, 0, wouldGo.err);
+  assert.match(wouldGo.out, /^-\s+chain input \{/m);
+  assert.doesNotMatch(wouldGo.out, /^\+(?!\+\+)/m, 'nothing would come');
+  assert.equal(inNs(ns, ['nft', 'list', 'table', 'inet', 'bulkhead']).status, 0, 'a dry run removes nothing');
+  const removed = await cli(...rm);
+  assert.equal(removed.code, 0, removed.err);
+  assert.match(removed.err, /removed the table inet bulkhead from network namespace/);
+  assert.notEqual(inNs(ns, ['nft', 'list', 'table', 'inet', 'bulkhead']).status, 0);
+  assert.match((await cli(...rm)).err, /nothing of bulkhead's \(nftables\) is loaded/);
   assert.equal(inNs(ns, ['nft', 'list', 'table', 'inet', 'other']).status, 0, 'the other table is untouched');
+  assert.equal((await cli('apply', ESTATE_DIR, '--remove')).code, 2, '--remove takes no policy');
 });
 
 test('apply: usage errors change nothing and say why', { skip: nftSkip }, async () => {
@@ -191,6 +205,15 @@ test('apply (iptables): dry run, apply, only our chains and sets, the host\'s ow
   assert.equal(fj.ok, false);
   assert.match(fj.error, /^ipset restore failed: .*rolled back to the rules loaded before/s);
   assert.equal(iptablesState({ netns: ns }), pre, 'as before, the set in the way too');
+
+  // Taking bulkhead off: its chains, jumps and sets go; the host's own stay.
+  const removed = await cli('apply', '--remove', '--target', 'iptables', '--netns', ns, '--state', state, '--output', 'json');
+  assert.equal(removed.code, 0, removed.err);
+  assert.equal(JSON.parse(removed.out).changed, true);
+  assert.equal(iptablesState({ netns: ns }), '');
+  assert.equal(iptablesLastKnownGood(join(state, 'iptables')), undefined, 'nothing to go back to');
+  const left = inNs(ns, ['iptables-save', '-t', 'filter']).out.split('\n').filter((l) => l.startsWith('-A INPUT '));
+  assert.deepEqual(left, ['-A INPUT -p tcp -m tcp --dport 9 -j ACCEPT', '-A INPUT -j OTHER']);
   assert.equal(inNs(ns, ['ipset', 'list', '-n']).out.split('\n').filter((n) => n === 'other-set').length, 1, 'the host\'s own set stays');
 });
 
