@@ -32,10 +32,12 @@ let pipeWatched = false;
 function quietOnBrokenPipe(): void {
   if (pipeWatched) return;
   pipeWatched = true;
-  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-    throw e;
-  });
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw e;
+    });
+  }
 }
 
 const defaultIo = (): Io => (quietOnBrokenPipe(), {
