@@ -12,6 +12,7 @@ import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { createTwoFilesPatch } from 'diff';
 import { IPTABLES_CHAINS, iptablesJumpCommands, staleIpsetCommands, type IptablesFiles } from '../compile/iptables.js';
+import { formatPrefix, parsePrefix } from '../netset/ip.js';
 import { withScratchNetns, type ApplyResult } from './nft.js';
 
 function run(argv: readonly string[], input: string | undefined, netns: string | undefined): { code: number; err: string; out: string } {
@@ -31,19 +32,22 @@ export function iptablesApply(a: IptablesFiles, options: { netns?: string } = {}
     ['iptables-restore', ['iptables-restore', '-w', '--noflush'], a.iptables],
     ['ip6tables-restore', ['ip6tables-restore', '-w', '--noflush'], a.ip6tables],
   ];
+  // Sets of bulkhead's name that are there already but not as the artifact has them are rebuilt first: `create -exist`
+  // fails on other parameters, and `add -exist` never takes a member out.
+  const synced = syncSets(a, netns);
+  if (!synced.ok) return synced;
   for (const [step, argv, input] of steps) {
     const r = run(argv, input, netns);
     if (r.code !== 0) return { ok: false, step, error: r.err || `exit ${r.code}` };
-    if (step === 'ipset restore') {
-      const synced = syncSets(a, netns);
-      if (!synced.ok) return synced;
-    }
   }
   const jumps = ensureJumpsFirst(netns);
   if (!jumps.ok) return jumps;
   const list = run(['ipset', 'list', '-n'], undefined, netns);
   if (list.code === 0) {
-    for (const cmd of staleIpsetCommands(a, list.out.split('\n').filter((l) => l !== ''))) run(cmd, undefined, netns);
+    const names = list.out.split('\n').filter((l) => l !== '');
+    for (const cmd of staleIpsetCommands(a, names)) run(cmd, undefined, netns);
+    // What a rebuild cut short (a crash between its steps) left behind.
+    for (const n of names.filter((x) => TMP_SET_RE.test(x))) run(['ipset', 'destroy', n], undefined, netns);
   }
   return { ok: true };
 }
@@ -62,18 +66,25 @@ function setsIn(text: string): Map<string, { create: string; members: string[] }
   return sets;
 }
 
-/** A set member as ipset prints it: a single address without its /32 or /128. */
+/** A set member in one spelling, whichever way ipset or the compiler wrote it (`::1.2.3.4` and `::102:304`, a /32 or none). */
 function memberKey(m: string): string {
-  const v6 = m.includes(':');
-  return m.toLowerCase().replace(v6 ? /\/128$/ : /\/32$/, '');
+  const r = parsePrefix(m);
+  return 'error' in r ? m : formatPrefix(r.prefix);
+}
+
+/** A set's create line without what `ipset save` adds (bucket size, hash seed) or restore takes (-exist). */
+function createKey(line: string): string {
+  return line.replace(/ (?:initval 0x[0-9a-f]+|bucketsize \d+|-exist)/g, '');
 }
 
 /**
- * Makes each set of the artifact hold exactly its members. `ipset restore`
- * with `add -exist` only adds: a member someone else added to a live set of
- * bulkhead's would stay, and widen every rule that names the set. Such a set
- * is rebuilt under a temporary name and swapped in (`ipset swap` is atomic
- * for the rules naming it).
+ * Makes each set of the artifact that is loaded already hold exactly its
+ * members, with its parameters. `ipset restore` with `add -exist` only adds:
+ * a member someone else added to a live set of bulkhead's would stay, and
+ * widen every rule that names the set; a set made with other parameters makes
+ * `create -exist` fail. Such a set is rebuilt under a temporary name and
+ * swapped in (`ipset swap` is atomic for the rules naming it). Sets not
+ * loaded yet are left to `ipset restore`.
  */
 function syncSets(a: IptablesFiles, netns: string | undefined): IptablesApplyResult {
   const want = setsIn(a.ipset);
@@ -84,21 +95,25 @@ function syncSets(a: IptablesFiles, netns: string | undefined): IptablesApplyRes
   for (const [name, w] of want) {
     const l = live.get(name);
     const key = (xs: string[]) => xs.map(memberKey).sort().join(',');
-    if (l && key(l.members) === key(w.members)) continue;
+    if (!l || (key(l.members) === key(w.members) && createKey(l.create) === createKey(w.create))) continue;
     const tmp = `bh-tmp-${randomBytes(6).toString('hex')}`;
     const text = [w.create.replace(` ${name} `, ` ${tmp} `), ...w.members.map((m) => `add ${tmp} ${m} -exist`)].join('\n') + '\n';
-    const steps: [string, readonly string[], string | undefined][] = [
-      [`rebuild set ${name}`, ['ipset', 'restore'], text],
-      [`swap set ${name}`, ['ipset', 'swap', tmp, name], undefined],
-      [`destroy ${tmp}`, ['ipset', 'destroy', tmp], undefined],
-    ];
-    for (const [step, argv, input] of steps) {
-      const r = run(argv, input, netns);
-      if (r.code !== 0) {
-        run(['ipset', 'destroy', tmp], undefined, netns);
-        return { ok: false, step, error: r.err || `exit ${r.code}` };
-      }
+    const fail = (step: string, r: { code: number; err: string }): IptablesApplyResult => {
+      run(['ipset', 'destroy', tmp], undefined, netns);
+      return { ok: false, step, error: r.err || `exit ${r.code}` };
+    };
+    const built = run(['ipset', 'restore'], text, netns);
+    if (built.code !== 0) return fail(`rebuild set ${name}`, built);
+    const swapped = run(['ipset', 'swap', tmp, name], undefined, netns);
+    if (swapped.code === 0) {
+      run(['ipset', 'destroy', tmp], undefined, netns);
+      continue;
     }
+    // Another type (someone's set under bulkhead's name) cannot be swapped: replaced, if no rule names it.
+    const gone = run(['ipset', 'destroy', name], undefined, netns);
+    if (gone.code !== 0) return fail(`replace set ${name}`, { code: gone.code, err: `${swapped.err}; and it cannot be destroyed: ${gone.err}` });
+    const renamed = run(['ipset', 'rename', tmp, name], undefined, netns);
+    if (renamed.code !== 0) return fail(`rename ${tmp} to ${name}`, renamed);
   }
   return { ok: true };
 }
@@ -157,6 +172,7 @@ export function iptablesCheck(a: IptablesFiles): { ok: true } | { ok: false; err
 const OUR_CHAINS: readonly string[] = Object.values(IPTABLES_CHAINS);
 const OUR_CHAIN_RE = /^(?::BH-(?:INPUT|OUTPUT|INGRESS|EGRESS) |-A BH-(?:INPUT|OUTPUT|INGRESS|EGRESS) )/;
 const OUR_SET_RE = /^bh-[0-9a-f]{16}-[46]$/;
+const TMP_SET_RE = /^bh-tmp-[0-9a-f]{12}$/;
 
 /** bulkhead's chains, jumps and sets as loaded: to compare (`state`) and to load again (`files`, undefined when there are none). */
 interface Snapshot {
@@ -265,7 +281,7 @@ export function iptablesRemove(options: { netns?: string } = {}): IptablesApplyR
   }
   const list = run(['ipset', 'list', '-n'], undefined, options.netns);
   if (list.code === 0) {
-    for (const name of list.out.split('\n').filter((n) => OUR_SET_RE.test(n) || /^bh-tmp-[0-9a-f]{12}$/.test(n))) run(['ipset', 'destroy', name], undefined, options.netns);
+    for (const name of list.out.split('\n').filter((n) => OUR_SET_RE.test(n) || TMP_SET_RE.test(n))) run(['ipset', 'destroy', name], undefined, options.netns);
   }
   return { ok: true };
 }
@@ -296,13 +312,15 @@ export type IptablesSafeResult = ApplyResult | { readonly ok: false; readonly er
  * `ipset restore`, `iptables-restore` and `ip6tables-restore`, so first
  * bulkhead's chains, jumps and sets as loaded are read; when a step fails, or
  * `verify` (default: bulkhead's four chains are there in both families, each
- * jumped to first) says no afterwards, exactly that is loaded again, or, when
- * there was nothing of bulkhead's, its chains, jumps and sets are removed.
+ * jumped to first) says no afterwards, exactly that is loaded again (or
+ * `rollbackTo`, the files an agent applied last: then what someone changed
+ * since is not kept), or, when there was nothing of bulkhead's, its chains,
+ * jumps and sets are removed.
  * If that fails too, the result says so (`rollbackFailed`). An artifact that
  * applies and verifies becomes the last known good in `stateDir` (what an
  * agent loads again at start).
  */
-export function iptablesApplySafely(a: IptablesFiles, options: { netns?: string; stateDir: string; verify?: () => boolean }): IptablesSafeResult {
+export function iptablesApplySafely(a: IptablesFiles, options: { netns?: string; stateDir: string; verify?: () => boolean; rollbackTo?: IptablesFiles }): IptablesSafeResult {
   mkdirSync(options.stateDir, { recursive: true });
   const before = snapshot(options.netns);
   const r = iptablesApply(a, options);
@@ -315,9 +333,10 @@ export function iptablesApplySafely(a: IptablesFiles, options: { netns?: string;
     }
   }
   if (why !== '') {
-    const back = before.files ? iptablesApply(before.files, options) : iptablesRemove(options);
+    const to = options.rollbackTo ?? before.files;
+    const back = to ? iptablesApply(to, options) : iptablesRemove(options);
     if (!back.ok) return { ok: false, error: `${why}; rolling back failed too (${back.step}: ${back.error}): bulkhead's rules may be half loaded`, rolledBack: false, rollbackFailed: true };
-    return { ok: false, error: `${why}; ${before.files ? 'rolled back to the rules loaded before' : 'nothing of bulkhead\'s was loaded before: removed its chains and sets again'}`, rolledBack: true };
+    return { ok: false, error: `${why}; ${options.rollbackTo ? 'rolled back to the rules applied before' : before.files ? 'rolled back to the rules loaded before' : 'nothing of bulkhead\'s was loaded before: removed its chains and sets again'}`, rolledBack: true };
   }
   const file = join(options.stateDir, LAST_GOOD);
   writeFileSync(`${file}.tmp`, JSON.stringify({ ipset: a.ipset, iptables: a.iptables, ip6tables: a.ip6tables }));

@@ -108,6 +108,16 @@ export function chooseBackend(asked: 'auto' | 'nftables' | 'iptables', has: (too
   return 'iptables';
 }
 
+/** The backend named in the `stale-backend` file, if any. */
+function readStaleBackend(file: string): 'nftables' | 'iptables' | undefined {
+  try {
+    const s = readFileSync(file, 'utf8').trim();
+    return s === 'nftables' || s === 'iptables' ? s : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** What the agent is doing, for tests and `stats`. */
 export interface AgentStatus {
   readonly workload: string | undefined;
@@ -176,8 +186,13 @@ export class Agent {
   private seenEtag: string | undefined;
   /** A ruleset that cut the host off from the server: not applied again before `until`. */
   private cutOff?: { readonly etag: string; readonly until: number };
-  /** The backend the host was enforced with before this start, when it differs: its rules go once the new backend has applied. */
+  /** The backend the host was enforced with before, when it differs: its rules go once this one has applied. */
   private staleBackend?: 'nftables' | 'iptables';
+
+  /** Where {@link staleBackend} is kept across restarts. */
+  private get staleFile(): string {
+    return join(this.options.stateDir, 'stale-backend');
+  }
   private reachable = true;
   private downSince = 0;
   private unauthorized = false;
@@ -256,14 +271,17 @@ export class Agent {
     try {
       const group = this.options.nflogGroup === false ? undefined : (this.options.nflogGroup ?? DEFAULT_NFLOG_GROUP);
       const eo = { netns: this.options.netns, stateDir: this.options.stateDir, nflogGroup: group };
+      // Another backend than last time: its rules stay in force (both filter: nothing is widened) until this one has
+      // applied, then go. Kept on disk, so a restart in between (a reboot) still knows, and brings them back meanwhile.
       const before = readApplied(join(this.options.stateDir, 'applied.json'));
       const beforeBackend = before ? (before.backend ?? 'nftables') : undefined;
-      if (beforeBackend !== undefined && beforeBackend !== this.backend) {
-        // The other backend's rules stay in force (both filter: nothing is widened) until this one has applied.
-        this.staleBackend = beforeBackend;
-        rmSync(join(this.options.stateDir, 'applied.json'), { force: true });
-        this.log.log('warn', 'backend-changed', `the host was enforced with ${beforeBackend} and is now with ${this.backend}: the ${beforeBackend} rules stay until the first ${this.backend} ruleset is applied, then go`, { was: beforeBackend, now: this.backend });
-      }
+      const marked = readStaleBackend(this.staleFile);
+      const stale = marked ?? (beforeBackend !== this.backend ? beforeBackend : undefined);
+      if (stale !== undefined && stale !== this.backend) {
+        this.staleBackend = stale;
+        writeFileSync(this.staleFile, `${stale}\n`, { mode: 0o600 });
+        this.log.log('warn', 'backend-changed', `the host was enforced with ${stale} and is now with ${this.backend}: the ${stale} rules stay until the first ${this.backend} ruleset is applied, then go`, { was: stale, now: this.backend });
+      } else if (marked !== undefined) rmSync(this.staleFile, { force: true });
       this.enforcer = this.backend === 'iptables' ? new IptablesEnforcer(eo) : new Enforcer(eo);
       this.buffer = new FlowBuffer({ dir: join(this.options.stateDir, 'flows'), maxBytes: this.options.bufferMaxBytes });
       this.startedAt = Date.now();
@@ -274,7 +292,13 @@ export class Agent {
       } catch (e) {
         this.log.log('warn', 'addresses', errorText(e));
       }
-      const r = this.enforcer.restore();
+      let r = this.enforcer.restore();
+      if (r.action === 'none' && this.staleBackend) {
+        // Nothing of this backend's yet: what the old one enforced comes back (after a reboot) until then.
+        const old = this.staleBackend === 'iptables' ? new IptablesEnforcer(eo) : new Enforcer(eo);
+        r = old.restore();
+        if (r.action !== 'none') this.log.log('info', 'backend-changed', `the ${this.staleBackend} rules enforce until the first ${this.backend} ruleset is applied`);
+      }
       const applied = this.enforcer.applied;
       let detail = `agent ${AGENT_VERSION} on ${this.options.hostname}`;
       if (r.action === 'none') this.log.log('info', 'no-policy', 'no ruleset applied yet: nothing is enforced until the server sends one');
@@ -509,10 +533,9 @@ export class Agent {
     await this.sendEvents().catch(() => undefined);
   }
 
-  /** Takes out the rules of the backend the host was enforced with before, now that this one's are in force. */
+  /** Takes out the rules of the backend the host was enforced with before, now that this one's are in force; tried again after the next apply if it fails. */
   private removeStaleBackend(): void {
     const stale = this.staleBackend!;
-    this.staleBackend = undefined;
     const target = { netns: this.options.netns };
     let error: string | undefined;
     if (stale === 'nftables') {
@@ -520,14 +543,19 @@ export class Agent {
         const r = runNft(['delete', 'table', 'inet', 'bulkhead'], undefined, target);
         if (r.code !== 0) error = r.stderr.trim();
       }
-      rmSync(join(this.options.stateDir, 'nft'), { recursive: true, force: true });
+      if (!error) rmSync(join(this.options.stateDir, 'nft'), { recursive: true, force: true });
     } else {
       const r = iptablesRemove(target);
       if (!r.ok) error = `${r.step}: ${r.error}`;
-      rmSync(join(this.options.stateDir, 'iptables'), { recursive: true, force: true });
+      else rmSync(join(this.options.stateDir, 'iptables'), { recursive: true, force: true });
     }
-    if (error) this.log.log('error', 'backend-changed', `removing the ${stale} rules failed: ${error}; remove them by hand`, { was: stale });
-    else this.log.log('info', 'backend-changed', `removed the ${stale} rules: the host is enforced with ${this.backend} only`, { was: stale });
+    if (error) {
+      this.log.log('error', 'backend-changed', `removing the ${stale} rules failed: ${error}; tried again after the next apply (or: bulkhead apply --remove --target ${stale})`, { was: stale });
+      return;
+    }
+    this.staleBackend = undefined;
+    rmSync(this.staleFile, { force: true });
+    this.log.log('info', 'backend-changed', `removed the ${stale} rules: the host is enforced with ${this.backend} only`, { was: stale });
   }
 
   /**

@@ -15,9 +15,14 @@
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { foreignRule, parseIptablesDocument, type IptablesFiles } from '../compile/iptables.js';
+import { parseIptablesDocument, type IptablesFiles } from '../compile/iptables.js';
 import { iptablesApplySafely, iptablesForgetLastKnownGood, iptablesLastKnownGood, iptablesRemove, iptablesState } from '../adapters/iptables.js';
 import { describeDrift, readApplied, writeAtomic, type Applied, type ApplyOutcome, type DriftCheck, type Enforcement, type EnforcerOptions, type RuleCounter } from './enforce.js';
+
+/** Files as the sections of a document, for checking them again. */
+function filesDocument(f: IptablesFiles): string {
+  return `### ipset\n${f.ipset}### iptables\n${f.iptables}### ip6tables\n${f.ip6tables}`;
+}
 
 /** The longest prefix `--nflog-prefix` takes (64 bytes with the final NUL). */
 const MAX_NFLOG_PREFIX = 63;
@@ -29,7 +34,7 @@ const MAX_NFLOG_PREFIX = 63;
  */
 export function routeIptablesLogsToNflog(files: IptablesFiles, group: number): IptablesFiles {
   const route = (text: string) =>
-    text.replace(/(-m comment --comment "([^"]*)" )?-j LOG --log-prefix "(bh (?:drop|test-drop) )([^"]*)"/g, (_all, commentPart: string | undefined, id: string | undefined, head: string, tag: string) => {
+    text.replace(/(-m comment --comment "([^"\n]*)" )?-j LOG --log-prefix "(bh (?:drop|test-drop) )([^"\n]*)"/g, (_all, commentPart: string | undefined, id: string | undefined, head: string, tag: string) => {
       const whole = id !== undefined ? `${head}${id} ` : undefined;
       const prefix = whole !== undefined && whole.length <= MAX_NFLOG_PREFIX ? whole : `${head}${tag}`;
       return `${commentPart ?? ''}-j NFLOG --nflog-group ${group} --nflog-prefix "${prefix}"`;
@@ -94,7 +99,8 @@ export class IptablesEnforcer implements Enforcement {
 
   restore(): { readonly action: 'none' | 'kept' | 'reloaded' | 'failed'; readonly detail?: string } {
     const good = iptablesLastKnownGood(this.dir);
-    if (good === undefined || this.current === undefined) return { action: 'none' };
+    // What was applied last must have been applied with iptables: an old last known good is no ruleset to bring back.
+    if (good === undefined || this.current === undefined || this.current.backend !== 'iptables') return { action: 'none' };
     this.files = good;
     try {
       const saved = existsSync(this.referenceFile) ? readFileSync(this.referenceFile, 'utf8') : undefined;
@@ -115,16 +121,20 @@ export class IptablesEnforcer implements Enforcement {
     const t0 = Date.now();
     const before = { files: this.files, applied: this.current };
     let nflog = this.nflogWorks;
-    const routed = nflog ? routeIptablesLogsToNflog(parsed.files, this.options.nflogGroup!) : parsed.files;
-    // The rewrite builds prefixes from the rules' comments: what it wrote is checked like what the server sent.
-    const foreign = (routed.iptables + routed.ip6tables).split('\n').filter((l) => l.startsWith('-A ')).map(foreignRule).find((x) => x !== undefined);
-    if (foreign !== undefined) return { ok: false, error: `refused after routing logs to NFLOG: a rule ${foreign}`, rolledBack: false };
+    let routed = parsed.files;
+    if (nflog) {
+      // The rewrite builds prefixes from the rules' comments: what it wrote is checked like what the server sent.
+      const again = parseIptablesDocument(`# routed to NFLOG\n${filesDocument(routeIptablesLogsToNflog(parsed.files, this.options.nflogGroup!))}`);
+      if (!again.ok) return { ok: false, error: `refused after routing logs to NFLOG: ${again.error}`, rolledBack: false };
+      routed = again.files;
+    }
     let r = this.load(routed);
     if (!r.ok && routed !== parsed.files) {
       // The kernel may not have NFLOG (xt_NFLOG), and says so only as "rule failed": the files as sent may still load.
+      // This apply goes without NFLOG; the next one tries it again (the failure may have been passing).
       const plain = this.load(parsed.files);
       if (plain.ok) {
-        this.nflogWorks = nflog = false;
+        nflog = false;
         r = plain;
       }
     }
@@ -184,7 +194,8 @@ export class IptablesEnforcer implements Enforcement {
   /** Loads files with a way back; never throws (a tool that cannot run is a failed load). */
   private load(files: IptablesFiles): { ok: true; changed: boolean } | { ok: false; error: string; rolledBack: boolean } {
     try {
-      const r = iptablesApplySafely(files, { netns: this.options.netns, stateDir: this.dir });
+      // A failed load goes back to what was applied (not to what is loaded: someone's additions since would stay).
+      const r = iptablesApplySafely(files, { netns: this.options.netns, stateDir: this.dir, rollbackTo: this.files });
       if (!r.ok) {
         if (r.rolledBack) this.reference = this.state();
         return r;

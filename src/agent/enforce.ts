@@ -218,7 +218,8 @@ export class Enforcer implements Enforcement {
    */
   restore(): { readonly action: 'none' | 'kept' | 'reloaded' | 'failed'; readonly detail?: string } {
     const good = lastKnownGood(this.nftDir);
-    if (good === undefined || this.current === undefined) return { action: 'none' };
+    // What was applied last must have been applied with nftables: an old last known good is no ruleset to bring back.
+    if (good === undefined || this.current === undefined || (this.current.backend ?? 'nftables') !== 'nftables') return { action: 'none' };
     this.text = good;
     const savedRef = existsSync(join(this.nftDir, 'reference.txt')) ? readFileSync(join(this.nftDir, 'reference.txt'), 'utf8') : undefined;
     const live = this.listing();

@@ -41,7 +41,7 @@
  * `hash:net` cannot hold a /0, so "every address" of a family is no set (no
  * match clause) and a /0 inside a set is written as its two /1 halves.
  */
-import { formatAddr, formatPrefix, IpSet, type Prefix } from '../netset/ip.js';
+import { formatAddr, formatPrefix, IpSet, parsePrefix, type Prefix } from '../netset/ip.js';
 import { BigIntervalSet, IntervalSet } from '../netset/interval.js';
 import { hasPorts, PROTOCOLS } from '../netset/connset.js';
 import type { Diagnostic } from '../model/diagnostic.js';
@@ -509,7 +509,21 @@ const OWN_CHAIN = `(?:${Object.values(IPTABLES_CHAINS).join('|')})`;
 const CHAIN_DECL = new RegExp(`^:${OWN_CHAIN} - \\[0:0\\]$`);
 const OWN_CHAIN_RE = new RegExp(`^${OWN_CHAIN}$`);
 const OWN_SET_RE = /^bh-[0-9a-f]{16}-[46]$/;
-const ADDRESS = /^[0-9a-fA-F.:]+(?:\/\d{1,3})?$/;
+/** An address or prefix as bulkhead writes them: what parsePrefix reads, without host bits (no name to look up, no `10.1` shorthand). */
+function isAddress(s: string): boolean {
+  if (!/^[0-9a-fA-F.:]+(?:\/\d{1,3})?$/.test(s)) return false;
+  const r = parsePrefix(s);
+  if ('error' in r || r.hostBitsSet) return false;
+  // IPv4 needs all four parts: inet_aton would read `10.1` as 10.0.0.1.
+  return s.includes(':') || /^\d{1,3}(\.\d{1,3}){3}(\/\d{1,2})?$/.test(s);
+}
+
+/**
+ * The longest line the agent takes. ipset restore reads 1,023 bytes a line and
+ * iptables-restore 10,239, and each runs what is past that as a line of its
+ * own, unchecked: bulkhead's lines are far shorter (a comment is at most 255).
+ */
+const MAX_LINE = 1000;
 const QUOTED = /^"[^"\\]*"$/;
 const MODULES = new Set(['comment', 'conntrack', 'set', 'tcp', 'udp', 'icmp', 'icmp6', 'multiport', 'limit', 'owner']);
 
@@ -521,8 +535,8 @@ const MODULES = new Set(['comment', 'conntrack', 'set', 'tcp', 'udp', 'icmp', 'i
  */
 const OPTIONS: Record<string, (arg: string, next: string | undefined) => boolean | 'two'> = {
   '-p': (a) => /^[a-z0-9-]{1,16}$/.test(a),
-  '-s': (a) => ADDRESS.test(a),
-  '-d': (a) => ADDRESS.test(a),
+  '-s': isAddress,
+  '-d': isAddress,
   '-i': (a) => /^[A-Za-z0-9_.-]{1,15}$/.test(a),
   '-o': (a) => /^[A-Za-z0-9_.-]{1,15}$/.test(a),
   '-m': (a) => MODULES.has(a),
@@ -614,11 +628,14 @@ export function parseIptablesDocument(text: string): { ok: true; files: Iptables
   const files: Record<(typeof PARTS)[number], string[]> = { ipset: [], iptables: [], ip6tables: [] };
   let part: (typeof PARTS)[number] | undefined;
   const seen = new Set<string>();
-  const sets = new Map<string, { line: number; members: string[] }>();
+  const sets = new Map<string, { line: number; members: string[]; hashsize: number; maxelem: number }>();
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i];
     const at = `line ${i + 1}`;
+    // Before anything else, comments too: the tools split long lines, and stop at a NUL.
+    if (line.length > MAX_LINE) return { ok: false, error: `${at}: longer than ${MAX_LINE} bytes (${line.length}); bulkhead writes no such line` };
+    if (/[^\x20-\x7e]/.test(line)) return { ok: false, error: `${at}: holds a control or non-ASCII character; bulkhead writes none` };
     const section = /^### (\S+)$/.exec(line);
     if (section) {
       const p = PARTS.find((x) => x === section[1]);
@@ -627,21 +644,19 @@ export function parseIptablesDocument(text: string): { ok: true; files: Iptables
       part = p;
       continue;
     }
-    if (line.trim() === '' || line.startsWith('#')) {
-      if (part) files[part].push(line);
-      continue;
-    }
+    // Comments and blank lines are dropped: what is loaded is only what was checked.
+    if (line.trim() === '' || line.startsWith('#')) continue;
     if (!part) return { ok: false, error: `${at}: \`${line.slice(0, 60)}\` comes before any section` };
     let bad: string | undefined;
     if (part === 'ipset') {
       const f = line.split(' ');
       if (f[0] === 'create') {
-        const m = /^create (\S+) hash:net family (inet6?) hashsize \d{1,9} maxelem \d{1,9} -exist$/.exec(line);
+        const m = /^create (\S+) hash:net family (inet6?) hashsize (\d{1,9}) maxelem (\d{1,9}) -exist$/.exec(line);
         if (!(m && OWN_SET_RE.test(m[1]) && m[1].endsWith(m[2] === 'inet' ? '-4' : '-6'))) bad = 'creates a set that is not bulkhead\'s, or not as bulkhead makes them';
         else if (sets.has(m[1])) bad = 'creates the set a second time';
-        else sets.set(m[1], { line: i + 1, members: [] });
+        else sets.set(m[1], { line: i + 1, members: [], hashsize: Number(m[3]), maxelem: Number(m[4]) });
       } else if (f[0] === 'add') {
-        if (!(f.length === 4 && sets.has(f[1]) && ADDRESS.test(f[2]) && f[3] === '-exist')) bad = 'adds to a set that is not bulkhead\'s (or not created above), or something that is not an address';
+        if (!(f.length === 4 && sets.has(f[1]) && isAddress(f[2]) && f[3] === '-exist')) bad = 'adds to a set that is not bulkhead\'s (or not created above), or something that is not an address';
         else sets.get(f[1])!.members.push(f[2]);
       } else bad = 'is not `create` or `add`';
     } else if (line === '*filter' || line === 'COMMIT' || CHAIN_DECL.test(line)) {
@@ -657,6 +672,9 @@ export function parseIptablesDocument(text: string): { ok: true; files: Iptables
   for (const [name, s] of sets) {
     const f = name.endsWith('-4') ? 4 : 6;
     if (`bh-${hash64(`${f}|${s.members.join(',')}`)}-${f}` !== name) return { ok: false, error: `line ${s.line} (ipset): set \`${name}\` does not hold the members its name is the hash of` };
+    // The sizes follow from the member count, as the compiler sets them: no set that asks the kernel for more.
+    const n = s.members.length;
+    if (s.hashsize !== Math.max(1024, pow2AtLeast(n)) || s.maxelem !== Math.max(65536, pow2AtLeast(n))) return { ok: false, error: `line ${s.line} (ipset): set \`${name}\` has a hashsize or maxelem bulkhead would not give ${n} members` };
   }
   const join = (xs: string[]) => (xs.length === 0 ? '' : xs.join('\n').replace(/\n*$/, '\n'));
   return { ok: true, files: { ipset: join(files.ipset), iptables: join(files.iptables), ip6tables: join(files.ip6tables) } };

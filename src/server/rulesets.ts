@@ -47,9 +47,26 @@ export type Backend = 'nftables' | 'iptables';
 /** Bumped when the iptables compiler's output for the same signature changes (FORMAT is the nftables one's). */
 const IPTABLES_FORMAT = 'ipt1';
 
+const iptablesEtags = new WeakMap<WorkloadEntry, string>();
+
+/**
+ * The rules' IR indices of a host view: iptables' shortened log prefixes
+ * carry them, and the signature (which the nftables text depends on) leaves
+ * them out.
+ */
+function ruleIndices(e: WorkloadEntry): string {
+  return e.host ? [...e.host.ingress, ...e.host.egress].map((r) => r.index).join(',') : '';
+}
+
 /** A workload's ETag for an agent of `backend`: the same rules give different texts per backend. */
 export function etagFor(e: WorkloadEntry, backend: Backend): string {
-  return backend === 'nftables' ? e.etag : `${IPTABLES_FORMAT}-${e.etag}`;
+  if (backend === 'nftables') return e.etag;
+  let t = iptablesEtags.get(e);
+  if (t === undefined) {
+    t = `${IPTABLES_FORMAT}-${createHash('sha256').update(`${e.etag}\0${ruleIndices(e)}`).digest('base64url').slice(0, 27)}`;
+    iptablesEtags.set(e, t);
+  }
+  return t;
 }
 
 /** Whether an agent that applied `etag` enforces what the workload's entry says, with either backend. */
@@ -351,7 +368,7 @@ export class TextCache {
 
   get(e: WorkloadEntry, backend: Backend = 'nftables'): Text {
     // iptables: shortened log prefixes carry the rule's IR index, which the signature leaves out.
-    const key = backend === 'nftables' ? e.signature : `${backend}:${e.signature}:${e.host ? [...e.host.ingress, ...e.host.egress].map((r) => r.index).join(',') : ''}`;
+    const key = backend === 'nftables' ? e.signature : `${backend}:${e.signature}:${ruleIndices(e)}`;
     const hit = this.map.get(key);
     if (hit) {
       this.hits++;

@@ -26,6 +26,7 @@ import { Evaluator } from '../../src/engine/evaluate.js';
 import { parseAddr } from '../../src/netset/ip.js';
 import { kernelSkip } from '../helpers/estate.js';
 import { agentKernelSkip, inNs, rootState, tableIn, waitFor } from './helpers.js';
+import { iptablesRemove } from '../../src/adapters/iptables.js';
 import { api } from '../server/helpers.js';
 
 const skip = agentKernelSkip() || kernelSkip(['ip', 'ipset', 'iptables-restore', 'ip6tables-restore', 'iptables-save']);
@@ -62,6 +63,8 @@ describe('agents enforcing with iptables + ipset, served by the real server, in 
   const store = join(dir, 'flows');
   const procs: Proc[] = [];
   const agents = new Map<string, Proc>();
+  let server: Proc | undefined;
+  const startLabServer = () => (server = inLab('cp', ['scripts/bulkhead.ts', 'serve', '--state', state, '--store', store, '--listen', '10.79.0.3:8443', '--advertise', '10.79.0.3']));
 
   const inLab = (host: string, args: string[]): Proc => {
     const child = spawn('ip', ['netns', 'exec', labHost(lab, host).ns, process.execPath, '--import', 'tsx', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -125,7 +128,7 @@ describe('agents enforcing with iptables + ipset, served by the real server, in 
   });
 
   it('fetches the iptables form, loads it, and the kernel decides every probe as the engine does', async () => {
-    inLab('cp', ['scripts/bulkhead.ts', 'serve', '--state', state, '--store', store, '--listen', '10.79.0.3:8443', '--advertise', '10.79.0.3']);
+    startLabServer();
     for (const w of ['web', 'db']) {
       agents.set(w, inLab(w, ['test/agent/agent-cli.ts', 'agent', '--backend', 'iptables', '--server', 'http://10.79.0.3:8443', '--token-file', join(dir, `token-${w}`), '--state', join(dir, `agent-${w}`), '--wait', '2', '--heartbeat', '2', '--drift-interval', '1', '--retry-max', '2', '--no-conntrack']));
     }
@@ -172,9 +175,17 @@ describe('agents enforcing with iptables + ipset, served by the real server, in 
     for (const r of rows) assert.equal(r.kernel !== 'filtered', r.engine === 'allowed', `${r.probe} with the agents stopped`);
   });
 
-  it('started again with nftables: the iptables rules stay until the nftables ruleset is in, then go', async () => {
+  it('started again with nftables: the iptables rules stay (come back after a reboot) until the nftables ruleset is in, then go', async () => {
+    // The server is down and the host has rebooted (its rules are gone): the switch must not leave it open meanwhile.
+    await stop(server);
+    assert.deepEqual(iptablesRemove({ netns: labHost(lab, 'db').ns }), { ok: true });
     const db = inLab('db', ['test/agent/agent-cli.ts', 'agent', '--backend', 'nftables', '--server', 'http://10.79.0.3:8443', '--token-file', join(dir, 'token-db'), '--state', join(dir, 'agent-db'), '--wait', '2', '--heartbeat', '2', '--drift-interval', '1', '--retry-max', '2', '--no-conntrack']);
     agents.set('db', db);
+    await waitFor(`the db agent to bring the iptables rules back\n${db.out.slice(-2000)}`, () => /the iptables rules enforce until the first nftables ruleset is applied/.test(db.out), 30_000);
+    assert.match(saved('db'), /--comment web-to-db -j ACCEPT/, 'the iptables rules are back');
+    assert.equal(tableIn(labHost(lab, 'db').ns), undefined, 'no nftables table yet');
+    for (const r of await probeAll()) assert.equal(r.kernel !== 'filtered', r.engine === 'allowed', `${r.probe} while the server is down`);
+    startLabServer();
     await waitFor(`the db agent to switch to nftables\n${db.out.slice(-2000)}`, () => /removed the iptables rules/.test(db.out), 60_000);
     assert.match(db.out, /the host was enforced with iptables and is now with nftables/);
     assert.ok(tableIn(labHost(lab, 'db').ns), 'the nftables table is loaded');
@@ -183,5 +194,6 @@ describe('agents enforcing with iptables + ipset, served by the real server, in 
     const rows = await probeAll();
     for (const r of rows) assert.equal(r.kernel !== 'filtered', r.engine === 'allowed', `${r.probe} enforced with nftables`);
     await stop(db);
+    await stop(server);
   });
 });

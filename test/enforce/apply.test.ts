@@ -197,16 +197,19 @@ test('apply (iptables): dry run, apply, only our chains and sets, the host\'s ow
   // A load that fails: exit 6, said in JSON, nothing changed.
   const setName = [...compileIptables(hostNamed('crm-prod-app-1')).ipset.matchAll(/^create (bh-[0-9a-f]{16}-4) /gm)].map((m) => m[1]).find((n) => !loaded.includes(n));
   assert.ok(setName, 'a set only crm-prod-app-1 has');
+  // Someone's set under that name, of another type, and in use by a rule of theirs: it can be neither swapped nor replaced.
   assert.equal(inNs(ns, ['ipset', 'create', setName, 'hash:ip']).status, 0);
+  assert.equal(inNs(ns, ['iptables', '-w', '-A', 'OTHER', '-m', 'set', '--match-set', setName, 'src', '-j', 'ACCEPT']).status, 0);
   const pre = iptablesState({ netns: ns });
   const failed = await cli(...base, '-w', 'crm-prod-app-1', '--force', '--output', 'json');
   assert.equal(failed.code, 6, failed.err);
   const fj = JSON.parse(failed.out) as { ok: boolean; error: string; rolledBack: boolean };
   assert.equal(fj.ok, false);
-  assert.match(fj.error, /^ipset restore failed: .*rolled back to the rules loaded before/s);
+  assert.match(fj.error, /^replace set bh-[0-9a-f]{16}-4 failed: .*cannot be swapped.*cannot be destroyed.*rolled back to the rules loaded before/s);
   assert.equal(iptablesState({ netns: ns }), pre, 'as before, the set in the way too');
 
-  // Taking bulkhead off: its chains, jumps and sets go; the host's own stay.
+  // Taking bulkhead off: its chains, jumps and sets go; the host's own stay (the set in the way goes too, once no rule names it).
+  assert.equal(inNs(ns, ['iptables', '-w', '-F', 'OTHER']).status, 0);
   const removed = await cli('apply', '--remove', '--target', 'iptables', '--netns', ns, '--state', state, '--output', 'json');
   assert.equal(removed.code, 0, removed.err);
   assert.equal(JSON.parse(removed.out).changed, true);
@@ -264,18 +267,22 @@ test('iptables apply with a way back: a failing step loads again what was loaded
   assert.equal(iptablesState({ netns: ns }), loaded, 'loaded from another state directory, still rolled back to it');
   assert.equal(iptablesLastKnownGood(elsewhere), undefined, 'a failure is no last known good');
 
-  // A failure at the first step (a set of bulkhead's name but not its kind is in the way) changes nothing either.
+  // A failure at the first step (a set of bulkhead's name but not its kind is in the way, and a rule of the host's
+  // names it, so it can be neither swapped nor replaced) changes nothing either.
   const setName = [...b.ipset.matchAll(/^create (bh-[0-9a-f]{16}-4) /gm)].map((m) => m[1]).find((n) => !loaded.includes(n));
   assert.ok(setName, 'a set only b has');
   assert.equal(inNs(ns, ['ipset', 'create', setName, 'hash:ip']).status, 0);
+  assert.equal(inNs(ns, ['iptables', '-w', '-A', 'OTHER', '-m', 'set', '--match-set', setName, 'src', '-j', 'ACCEPT']).status, 0);
   const pre = iptablesState({ netns: ns });
   const blocked = iptablesApplySafely(b, { netns: ns, stateDir: state });
   assert.equal(blocked.ok, false);
-  assert.match((blocked as { error: string }).error, /^ipset restore failed: /);
+  assert.match((blocked as { error: string }).error, /^replace set \S+ failed: /);
   assert.equal(iptablesState({ netns: ns }), pre, 'as before: the sets b made before the failure are gone again');
-  assert.equal(inNs(ns, ['ipset', 'destroy', setName]).status, 0);
 
+  // Named by no rule, the set in the way is replaced and the load goes through.
+  assert.equal(inNs(ns, ['iptables', '-w', '-F', 'OTHER']).status, 0);
   assert.deepEqual(iptablesApplySafely(b, { netns: ns, stateDir: state }), { ok: true, changed: true });
+  assert.match(inNs(ns, ['ipset', 'list', setName]).out, /^Type: hash:net$/m);
   assert.notEqual(iptablesState({ netns: ns }), loaded);
   assert.deepEqual(iptablesRemove({ netns: ns }), { ok: true });
   assert.equal(iptablesState({ netns: ns }), '');
