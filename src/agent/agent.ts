@@ -276,8 +276,9 @@ export class Agent {
       const before = readApplied(join(this.options.stateDir, 'applied.json'));
       const beforeBackend = before ? (before.backend ?? 'nftables') : undefined;
       const marked = readStaleBackend(this.staleFile);
-      const stale = marked ?? (beforeBackend !== this.backend ? beforeBackend : undefined);
-      if (stale !== undefined && stale !== this.backend) {
+      // Whichever of the two is not this backend: the file may name this one (switched back), applied.json the other.
+      const stale = [beforeBackend, marked].find((b) => b !== undefined && b !== this.backend);
+      if (stale !== undefined) {
         this.staleBackend = stale;
         writeFileSync(this.staleFile, `${stale}\n`, { mode: 0o600 });
         this.log.log('warn', 'backend-changed', `the host was enforced with ${stale} and is now with ${this.backend}: the ${stale} rules stay until the first ${this.backend} ruleset is applied, then go`, { was: stale, now: this.backend });
@@ -293,13 +294,16 @@ export class Agent {
         this.log.log('warn', 'addresses', errorText(e));
       }
       let r = this.enforcer.restore();
+      // This backend's rules are in force again: the old one's can go now, not only after the next new ruleset.
+      if ((r.action === 'kept' || r.action === 'reloaded') && this.staleBackend) this.removeStaleBackend();
+      let applied = this.enforcer.applied;
       if (r.action === 'none' && this.staleBackend) {
         // Nothing of this backend's yet: what the old one enforced comes back (after a reboot) until then.
         const old = this.staleBackend === 'iptables' ? new IptablesEnforcer(eo) : new Enforcer(eo);
         r = old.restore();
+        applied = old.applied;
         if (r.action !== 'none') this.log.log('info', 'backend-changed', `the ${this.staleBackend} rules enforce until the first ${this.backend} ruleset is applied`);
       }
-      const applied = this.enforcer.applied;
       let detail = `agent ${AGENT_VERSION} on ${this.options.hostname}`;
       if (r.action === 'none') this.log.log('info', 'no-policy', 'no ruleset applied yet: nothing is enforced until the server sends one');
       else if (r.action === 'kept') {
@@ -312,8 +316,9 @@ export class Agent {
         this.log.log('error', 'restore-failed', `cannot load the last known good ruleset: ${r.detail}`);
         detail += `; reloading the last known good ruleset failed: ${r.detail}`;
       }
-      this.seenEtag = applied?.etag;
-      this.queueEvent({ kind: 'started', at: Date.now(), version: applied?.version, etag: applied?.etag, detail });
+      // This backend's ETag: during a switch there is none yet, so the server answers the first poll at once.
+      this.seenEtag = this.enforcer.applied?.etag;
+      this.queueEvent({ kind: 'started', at: Date.now(), version: this.enforcer.applied?.version, etag: this.enforcer.applied?.etag, detail });
       if (this.options.conntrackAcct) await this.enableAcct();
       if (this.nflogReader) {
         if (await this.nflogReader.start()) this.log.log('info', 'nflog', `reading blocked packets from NFLOG group ${this.options.nflogGroup === undefined ? DEFAULT_NFLOG_GROUP : this.options.nflogGroup}`);

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { parseIptablesDocument, type IptablesFiles } from '../compile/iptables.js';
 import { iptablesApplySafely, iptablesForgetLastKnownGood, iptablesLastKnownGood, iptablesRemove, iptablesState } from '../adapters/iptables.js';
-import { describeDrift, readApplied, writeAtomic, type Applied, type ApplyOutcome, type DriftCheck, type Enforcement, type EnforcerOptions, type RuleCounter } from './enforce.js';
+import { appliedBy, describeDrift, readApplied, writeAtomic, type Applied, type ApplyOutcome, type DriftCheck, type Enforcement, type EnforcerOptions, type RuleCounter } from './enforce.js';
 
 /** Files as the sections of a document, for checking them again. */
 function filesDocument(f: IptablesFiles): string {
@@ -86,7 +86,8 @@ export class IptablesEnforcer implements Enforcement {
     this.referenceFile = join(this.dir, 'reference.txt');
     this.nflogWorks = options.nflogGroup !== undefined;
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    this.current = readApplied(this.appliedFile);
+    // Only what this backend applied: during a switch, applied.json is the other's (its rules enforce until this one applies).
+    this.current = appliedBy(readApplied(this.appliedFile), 'iptables');
   }
 
   get applied(): Applied | undefined {
@@ -124,7 +125,7 @@ export class IptablesEnforcer implements Enforcement {
     let routed = parsed.files;
     if (nflog) {
       // The rewrite builds prefixes from the rules' comments: what it wrote is checked like what the server sent.
-      const again = parseIptablesDocument(`# routed to NFLOG\n${filesDocument(routeIptablesLogsToNflog(parsed.files, this.options.nflogGroup!))}`);
+      const again = parseIptablesDocument(`# routed to NFLOG\n${filesDocument(routeIptablesLogsToNflog(parsed.files, this.options.nflogGroup!))}`, { nflog: true });
       if (!again.ok) return { ok: false, error: `refused after routing logs to NFLOG: ${again.error}`, rolledBack: false };
       routed = again.files;
     }
@@ -163,7 +164,7 @@ export class IptablesEnforcer implements Enforcement {
     this.previous = undefined;
     this.current = prev.applied;
     if (prev.applied) writeAtomic(this.appliedFile, JSON.stringify(prev.applied, null, 2) + '\n');
-    else rmSync(this.appliedFile, { force: true });
+    else if (appliedBy(readApplied(this.appliedFile), 'iptables') !== undefined) rmSync(this.appliedFile, { force: true });
     return { ok: true, applied: prev.applied };
   }
 

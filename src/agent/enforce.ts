@@ -198,7 +198,8 @@ export class Enforcer implements Enforcement {
     this.appliedFile = join(options.stateDir, 'applied.json');
     this.nflogWorks = options.nflogGroup !== undefined;
     mkdirSync(this.nftDir, { recursive: true, mode: 0o700 });
-    this.current = readApplied(this.appliedFile);
+    // Only what this backend applied: during a switch, applied.json is the other's (its rules enforce until this one applies).
+    this.current = appliedBy(readApplied(this.appliedFile), 'nftables');
   }
 
   /** What was applied last (also across restarts), or undefined. */
@@ -271,7 +272,7 @@ export class Enforcer implements Enforcement {
     this.previous = undefined;
     this.current = prev.applied;
     if (prev.applied) writeAtomic(this.appliedFile, JSON.stringify(prev.applied, null, 2) + '\n');
-    else rmSync(this.appliedFile, { force: true });
+    else if (appliedBy(readApplied(this.appliedFile), 'nftables') !== undefined) rmSync(this.appliedFile, { force: true });
     return { ok: true, applied: prev.applied };
   }
 
@@ -318,6 +319,11 @@ export class Enforcer implements Enforcement {
     writeAtomic(join(this.nftDir, 'reference.txt'), this.reference);
     return r;
   }
+}
+
+/** `a` when `backend` applied it (a record without a backend is nftables': agents wrote none before iptables). */
+export function appliedBy(a: Applied | undefined, backend: 'nftables' | 'iptables'): Applied | undefined {
+  return a !== undefined && (a.backend ?? 'nftables') === backend ? a : undefined;
 }
 
 /** What `applied.json` holds, or undefined when it is missing or not an Applied. */

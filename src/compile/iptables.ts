@@ -525,6 +525,8 @@ function isAddress(s: string): boolean {
  */
 const MAX_LINE = 1000;
 const QUOTED = /^"[^"\\]*"$/;
+const PORT_RANGE = /^(0|[1-9]\d{0,4})(:(0|[1-9]\d{0,4}))?$/;
+const PORT_LIST = /^(0|[1-9]\d{0,4})(:(0|[1-9]\d{0,4}))?(,(0|[1-9]\d{0,4})(:(0|[1-9]\d{0,4}))?)*$/;
 const MODULES = new Set(['comment', 'conntrack', 'set', 'tcp', 'udp', 'icmp', 'icmp6', 'multiport', 'limit', 'owner']);
 
 /**
@@ -543,16 +545,17 @@ const OPTIONS: Record<string, (arg: string, next: string | undefined) => boolean
   '--comment': (a) => QUOTED.test(a) || /^[\x21-\x7e]+$/.test(a),
   '--ctstate': (a) => /^[A-Z]+(,[A-Z]+)*$/.test(a),
   '--match-set': (a, next) => OWN_SET_RE.test(a) && (next === 'src' || next === 'dst') && 'two',
-  '--dport': (a) => /^\d{1,5}(:\d{1,5})?$/.test(a),
-  '--sport': (a) => /^\d{1,5}(:\d{1,5})?$/.test(a),
-  '--dports': (a) => /^\d{1,5}(:\d{1,5})?(,\d{1,5}(:\d{1,5})?)*$/.test(a),
-  '--sports': (a) => /^\d{1,5}(:\d{1,5})?(,\d{1,5}(:\d{1,5})?)*$/.test(a),
+  // No leading zeros: iptables reads `010` as octal 8.
+  '--dport': (a) => PORT_RANGE.test(a),
+  '--sport': (a) => PORT_RANGE.test(a),
+  '--dports': (a) => PORT_LIST.test(a),
+  '--sports': (a) => PORT_LIST.test(a),
   '--icmp-type': (a) => /^(\d{1,3}(\/\d{1,3})?|[a-z-]{1,40})$/.test(a),
   '--icmpv6-type': (a) => /^(\d{1,3}(\/\d{1,3})?|[a-z-]{1,40})$/.test(a),
   '--limit': (a) => LOG_RATE_RE.test(a),
   '--uid-owner': (a) => USER_RE.test(a),
   '--log-prefix': (a) => QUOTED.test(a),
-  '--nflog-group': (a) => /^\d{1,5}$/.test(a) && Number(a) <= 65535,
+  '--nflog-group': (a) => /^(0|[1-9]\d{0,4})$/.test(a) && Number(a) <= 65535,
   '--nflog-prefix': (a) => QUOTED.test(a),
 };
 
@@ -588,7 +591,7 @@ function words(line: string): string[] | undefined {
  * one `-j` to a built-in target or one of bulkhead's chains, with its own
  * options. Tabs, backslashes, single quotes and anything unknown are refused.
  */
-export function foreignRule(line: string): string | undefined {
+export function foreignRule(line: string, context: { sets?: { has(name: string): boolean }; family?: 4 | 6; nflog?: boolean } = {}): string | undefined {
   if (/[\t\\'\r]/.test(line)) return 'holds a tab, a backslash or a quote that bulkhead never writes';
   const w = words(line);
   if (!w) return 'has a quoted word that does not end where a word ends';
@@ -600,7 +603,14 @@ export function foreignRule(line: string): string | undefined {
       if (target !== undefined) return 'has more than one target';
       target = w[++i];
       if (target === undefined || !TARGETS.has(target)) return `jumps to \`${target ?? ''}\`, not a built-in target or one of bulkhead's chains`;
+      // The compiler writes LOG; NFLOG is the agent's own rewrite, with its own group.
+      if (target === 'NFLOG' && context.nflog === false) return 'jumps to NFLOG, which only the agent writes';
       continue;
+    }
+    if (opt === '--match-set' && context.sets) {
+      const name = w[i + 1] ?? '';
+      if (!context.sets.has(name)) return `matches set \`${name.slice(0, 40)}\`, which the text does not create`;
+      if (context.family !== undefined && !name.endsWith(`-${context.family}`)) return `matches set \`${name}\` of the other family`;
     }
     const check = OPTIONS[opt];
     if (!check) return `has \`${opt.slice(0, 30)}\`, which bulkhead never writes`;
@@ -619,15 +629,23 @@ export function foreignRule(line: string): string | undefined {
  * the `filter` table, declarations of bulkhead's four chains, and rules
  * appended to them in the compiler's own vocabulary ({@link foreignRule});
  * in the ipset file only `create` and `add` of sets named like bulkhead's
- * (`bh-<16 hex>-<4|6>`, the default prefix), each holding exactly the members
- * its name is the hash of. An agent runs this on what the server sends, so
+ * (`bh-<16 hex>-<4|6>`, the default prefix), each holding the members its
+ * name is the hash of; each restore file shaped as the compiler writes it
+ * (`*filter`, the four chains declared, rules naming only sets of this text
+ * and of their family, `COMMIT` last); NFLOG only with `nflog` (the agent's
+ * own rewrite). An agent runs this on what the server sends, so
  * not even a compromised server can make it touch another chain, table or
  * set. Returns the files, or the first problem with its line.
  */
-export function parseIptablesDocument(text: string): { ok: true; files: IptablesFiles } | { ok: false; error: string } {
+export function parseIptablesDocument(text: string, options: { nflog?: boolean } = {}): { ok: true; files: IptablesFiles } | { ok: false; error: string } {
   const files: Record<(typeof PARTS)[number], string[]> = { ipset: [], iptables: [], ip6tables: [] };
   let part: (typeof PARTS)[number] | undefined;
   const seen = new Set<string>();
+  // Each restore file in the one shape bulkhead writes: `*filter`, the four chains declared (which empties them), the
+  // rules, `COMMIT` last. Rules without the declarations would be added to the old ones, behind them.
+  const stage = { iptables: 0, ip6tables: 0 };
+  const declared = { iptables: new Set<string>(), ip6tables: new Set<string>() };
+  const chains = Object.values(IPTABLES_CHAINS);
   const sets = new Map<string, { line: number; members: string[]; hashsize: number; maxelem: number }>();
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
@@ -639,7 +657,7 @@ export function parseIptablesDocument(text: string): { ok: true; files: Iptables
     const section = /^### (\S+)$/.exec(line);
     if (section) {
       const p = PARTS.find((x) => x === section[1]);
-      if (!p || seen.has(p)) return { ok: false, error: `${at}: unexpected section \`${line}\`` };
+      if (!p || seen.has(p) || PARTS.indexOf(p) !== seen.size) return { ok: false, error: `${at}: unexpected section \`${line}\` (they come once each: ipset, iptables, ip6tables)` };
       seen.add(p);
       part = p;
       continue;
@@ -659,16 +677,33 @@ export function parseIptablesDocument(text: string): { ok: true; files: Iptables
         if (!(f.length === 4 && sets.has(f[1]) && isAddress(f[2]) && f[3] === '-exist')) bad = 'adds to a set that is not bulkhead\'s (or not created above), or something that is not an address';
         else sets.get(f[1])!.members.push(f[2]);
       } else bad = 'is not `create` or `add`';
-    } else if (line === '*filter' || line === 'COMMIT' || CHAIN_DECL.test(line)) {
-      // bulkhead's own
+    } else if (stage[part] === 3) {
+      bad = 'comes after COMMIT';
+    } else if (line === '*filter') {
+      if (stage[part] !== 0) bad = 'opens the filter table a second time';
+      else stage[part] = 1;
+    } else if (CHAIN_DECL.test(line)) {
+      const chain = line.slice(1, line.indexOf(' '));
+      if (stage[part] !== 1 || declared[part].has(chain)) bad = 'declares a chain out of place, or twice';
+      else declared[part].add(chain);
     } else if (line.startsWith('-A ')) {
-      bad = foreignRule(line);
+      if (stage[part] === 0 || declared[part].size !== chains.length) bad = 'comes before all four of bulkhead\'s chains are declared (its rules would go behind the old ones)';
+      else {
+        stage[part] = 2;
+        bad = foreignRule(line, { sets, family: part === 'iptables' ? 4 : 6, nflog: options.nflog ?? false });
+      }
+    } else if (line === 'COMMIT') {
+      if (stage[part] === 0 || declared[part].size !== chains.length) bad = 'commits before all four of bulkhead\'s chains are declared';
+      else stage[part] = 3;
     } else bad = line.startsWith('*') ? 'names a table other than filter' : 'is not about bulkhead\'s chains';
     if (bad) return { ok: false, error: `${at} (${part}): \`${line.slice(0, 80)}\` ${bad}` };
     files[part].push(line);
   }
   for (const p of PARTS) if (!seen.has(p)) return { ok: false, error: `no \`${SECTION(p)}\` section` };
+  for (const p of ['iptables', 'ip6tables'] as const) if (stage[p] !== 3) return { ok: false, error: `the ${p} part does not end with COMMIT after \`*filter\` and bulkhead's four chains` };
   // Names are the hash of the content: a set whose members are not what its name says could be one a rule already uses.
+  // (A check against mistakes, not a proof against a forger: the hash is not cryptographic. The apply step makes each
+  // set hold exactly the members the text gives it, whatever its name.)
   for (const [name, s] of sets) {
     const f = name.endsWith('-4') ? 4 : 6;
     if (`bh-${hash64(`${f}|${s.members.join(',')}`)}-${f}` !== name) return { ok: false, error: `line ${s.line} (ipset): set \`${name}\` does not hold the members its name is the hash of` };

@@ -78,7 +78,16 @@ test('the document is refused when it touches anything but bulkhead\'s chains an
     ['a name where an address goes', doc.replace(/^-A BH-INGRESS /m, '-A BH-INGRESS -s cafe '), /has `-s cafe`/],
     ['an IPv4 shorthand', doc.replace(/^(add bh-[0-9a-f]{16}-4 )\S+ -exist$/m, '$110.1 -exist'), /not an address/],
     ['a set asking for a huge hash', doc.replace(/^(create bh-[0-9a-f]{16}-4 hash:net family inet hashsize )\d+/m, '$1999999999'), /hashsize or maxelem bulkhead would not give/],
-    ['a host set matched', doc.replace(/--match-set bh-[0-9a-f]{16}-4 src/, '--match-set f2b-sshd src'), /has `--match-set f2b-sshd`/],
+    ['a host set matched', doc.replace(/--match-set bh-[0-9a-f]{16}-4 src/, '--match-set f2b-sshd src'), /matches set `f2b-sshd`, which the text does not create/],
+    ['a set of bulkhead\'s shape the text does not create', doc.replace(/--match-set bh-[0-9a-f]{16}-4 src/, '--match-set bh-0123456789abcdef-4 src'), /which the text does not create/],
+    ['an IPv6 set in the IPv4 file', doc.replace(/(### iptables[\s\S]*?)--match-set bh-[0-9a-f]{16}-4 /, `$1--match-set ${/^create (bh-[0-9a-f]{16}-6) /m.exec(doc)![1]} `), /of the other family/],
+    // The shape of a restore file: without the declarations, new rules would go behind the old ones.
+    ['rules without their chain declared', doc.replace(':BH-INGRESS - [0:0]\n', ''), /before all four of bulkhead's chains are declared/],
+    ['an empty iptables part', doc.replace(/### iptables\n[\s\S]*?### ip6tables/, '### iptables\n### ip6tables'), /the iptables part does not end with COMMIT/],
+    ['a second filter block', doc.replace(/(### ip6tables)/, '*filter\n:BH-INPUT - [0:0]\nCOMMIT\n$1'), /comes after COMMIT/],
+    ['sections out of order', doc.replace('### iptables', '### ipsetX').replace('### ip6tables', '### iptables').replace('### ipsetX', '### ip6tables'), /unexpected section/],
+    ['NFLOG from the server', doc.replace(/-j LOG --log-prefix "([^"]*)"/, '-j NFLOG --nflog-group 1 --nflog-prefix "$1"'), /NFLOG, which only the agent writes/],
+    ['a port with a leading zero (octal to iptables)', doc.replace(/--dport (\d+)/, '--dport 0$1'), /has `--dport 0\d+`/],
     ['another match module', doc.replace(/^(-A BH-INGRESS .*) -j DROP$/m, '$1 -m recent --name X --remove -j DROP'), /has `-m recent`/],
     ['a quote that runs into a word', doc.replace(/--comment "([^"]*)"/, '--comment "$1"x'), /quoted word/],
     ['a set whose members are not its name', doc.replace(/^(add bh-[0-9a-f]{16}-4 )\S+ -exist$/m, '$16.6.6.6 -exist'), /does not hold the members its name is the hash of/],
@@ -97,7 +106,7 @@ test('the document is refused when it touches anything but bulkhead\'s chains an
     const p = parseIptablesDocument(text);
     assert.equal(p.ok, false, what);
     assert.match((p as { error: string }).error, why, what);
-    assert.match((p as { error: string }).error, /^(line \d+|no `)/, `${what}: says where`);
+    assert.match((p as { error: string }).error, /^(line \d+|no `|the ip6?tables part)/, `${what}: says where`);
   }
 });
 
