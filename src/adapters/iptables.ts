@@ -25,7 +25,7 @@ function run(argv: readonly string[], input: string | undefined, netns: string |
 export type IptablesApplyResult = { readonly ok: true } | { readonly ok: false; readonly step: string; readonly error: string };
 
 /** Applies an artifact (in `netns` when given). */
-export function iptablesApply(a: IptablesFiles, options: { netns?: string } = {}): IptablesApplyResult {
+export function iptablesApply(a: IptablesFiles, options: { netns?: string; live?: LiveSets } = {}): IptablesApplyResult {
   const { netns } = options;
   const steps: [string, readonly string[], string | undefined][] = [
     ['ipset restore', ['ipset', 'restore'], a.ipset],
@@ -34,7 +34,7 @@ export function iptablesApply(a: IptablesFiles, options: { netns?: string } = {}
   ];
   // Sets of bulkhead's name that are there already but not as the artifact has them are rebuilt first: `create -exist`
   // fails on other parameters, and `add -exist` never takes a member out.
-  const synced = syncSets(a, netns);
+  const synced = syncSets(a, netns, options.live);
   if (!synced.ok) return synced;
   for (const [step, argv, input] of steps) {
     const r = run(argv, input, netns);
@@ -52,8 +52,17 @@ export function iptablesApply(a: IptablesFiles, options: { netns?: string } = {}
   return { ok: true };
 }
 
+/** bulkhead's sets by name: create line and members. */
+type LiveSets = Map<string, { create: string; members: string[] }>;
+
+/** bulkhead's sets as loaded (`ipset save`), or why they cannot be read. */
+function liveSets(netns: string | undefined): LiveSets | { error: string } {
+  const saved = run(['ipset', 'save'], undefined, netns);
+  return saved.code === 0 ? setsIn(saved.out) : { error: saved.err || `exit ${saved.code}` };
+}
+
 /** The sets an ipset restore file (or `ipset save` output) has, bulkhead's only: create line and members. */
-function setsIn(text: string): Map<string, { create: string; members: string[] }> {
+function setsIn(text: string): LiveSets {
   const sets = new Map<string, { create: string; members: string[] }>();
   for (const line of text.split('\n')) {
     const m = /^(create|add) (\S+) (.*?)(?: -exist)?$/.exec(line);
@@ -86,12 +95,15 @@ function createKey(line: string): string {
  * swapped in (`ipset swap` is atomic for the rules naming it). Sets not
  * loaded yet are left to `ipset restore`.
  */
-function syncSets(a: IptablesFiles, netns: string | undefined): IptablesApplyResult {
+function syncSets(a: IptablesFiles, netns: string | undefined, known?: LiveSets): IptablesApplyResult {
   const want = setsIn(a.ipset);
   if (want.size === 0) return { ok: true };
-  const saved = run(['ipset', 'save'], undefined, netns);
-  if (saved.code !== 0) return { ok: false, step: 'ipset save', error: saved.err || `exit ${saved.code}` };
-  const live = setsIn(saved.out);
+  let live = known;
+  if (!live) {
+    const read = liveSets(netns);
+    if ('error' in read) return { ok: false, step: 'ipset save', error: read.error };
+    live = read;
+  }
   for (const [name, w] of want) {
     const l = live.get(name);
     const key = (xs: string[]) => xs.map(memberKey).sort().join(',');
@@ -174,10 +186,11 @@ const OUR_CHAIN_RE = /^(?::BH-(?:INPUT|OUTPUT|INGRESS|EGRESS) |-A BH-(?:INPUT|OU
 const OUR_SET_RE = /^bh-[0-9a-f]{16}-[46]$/;
 const TMP_SET_RE = /^bh-tmp-[0-9a-f]{12}$/;
 
-/** bulkhead's chains, jumps and sets as loaded: to compare (`state`) and to load again (`files`, undefined when there are none). */
+/** bulkhead's chains, jumps and sets as loaded: to compare (`state`), to load again (`files`, undefined when there are none), and the sets as read. */
 interface Snapshot {
   readonly state: string;
   readonly files: IptablesFiles | undefined;
+  readonly sets: LiveSets;
 }
 
 /**
@@ -207,28 +220,20 @@ function snapshot(netns: string | undefined): Snapshot {
       restore[f].push(line.startsWith(':') ? `${bare} [0:0]` : line);
     }
   }
-  const saved = run(['ipset', 'save'], undefined, netns);
-  if (saved.code !== 0) throw new Error(`ipset save: ${saved.err || `exit ${saved.code}`}`);
-  const sets = new Map<string, { create: string; members: string[] }>();
-  for (const line of saved.out.split('\n')) {
-    const m = /^(create|add) (\S+) (.*)$/.exec(line);
-    if (!m || !OUR_SET_RE.test(m[2])) continue;
-    let s = sets.get(m[2]);
-    if (!s) sets.set(m[2], (s = { create: '', members: [] }));
-    // The hash seed and bucket size differ at every creation: no difference, and not part of a set's identity.
-    if (m[1] === 'create') s.create = line.replace(/ (?:initval 0x[0-9a-f]+|bucketsize \d+)/g, '');
-    else s.members.push(m[3]);
-  }
+  const sets = liveSets(netns);
+  if ('error' in sets) throw new Error(`ipset save: ${sets.error}`);
   const ipset: string[] = [];
   for (const name of [...sets.keys()].sort()) {
     const s = sets.get(name)!;
-    const members = s.members.sort();
-    state.push(s.create, ...members.map((x) => `add ${name} ${x}`));
-    ipset.push(`${s.create} -exist`, ...members.map((x) => `add ${name} ${x} -exist`));
+    // The hash seed and bucket size differ at every creation: no difference, and not part of a set's identity.
+    const create = createKey(s.create);
+    const members = [...s.members].sort();
+    state.push(create, ...members.map((x) => `add ${name} ${x}`));
+    ipset.push(`${create} -exist`, ...members.map((x) => `add ${name} ${x} -exist`));
   }
   const text = (f: 4 | 6) => (restore[f].length === 0 ? '' : `*filter\n${restore[f].join('\n')}\nCOMMIT\n`);
   const empty = state.length === 0;
-  return { state: empty ? '' : `${state.join('\n')}\n`, files: empty ? undefined : { ipset: ipset.length === 0 ? '' : `${ipset.join('\n')}\n`, iptables: text(4), ip6tables: text(6) } };
+  return { state: empty ? '' : `${state.join('\n')}\n`, files: empty ? undefined : { ipset: ipset.length === 0 ? '' : `${ipset.join('\n')}\n`, iptables: text(4), ip6tables: text(6) }, sets };
 }
 
 /**
@@ -320,10 +325,18 @@ export type IptablesSafeResult = ApplyResult | { readonly ok: false; readonly er
  * applies and verifies becomes the last known good in `stateDir` (what an
  * agent loads again at start).
  */
-export function iptablesApplySafely(a: IptablesFiles, options: { netns?: string; stateDir: string; verify?: () => boolean; rollbackTo?: IptablesFiles }): IptablesSafeResult {
+export function iptablesApplySafely(a: IptablesFiles, options: SafeOptions): IptablesSafeResult {
+  return iptablesApplyAndRead(a, options).result;
+}
+
+type SafeOptions = { netns?: string; stateDir: string; verify?: () => boolean; rollbackTo?: IptablesFiles };
+
+/** {@link iptablesApplySafely}, and {@link iptablesState} afterwards (read once, for both the result and the caller). */
+export function iptablesApplyAndRead(a: IptablesFiles, options: SafeOptions): { result: IptablesSafeResult; state: string } {
   mkdirSync(options.stateDir, { recursive: true });
   const before = snapshot(options.netns);
-  const r = iptablesApply(a, options);
+  // The sets were just read: the sync step need not read them again.
+  const r = iptablesApply(a, { netns: options.netns, live: before.sets });
   let why = r.ok ? '' : `${r.step} failed: ${r.error}`;
   if (r.ok) {
     try {
@@ -334,14 +347,18 @@ export function iptablesApplySafely(a: IptablesFiles, options: { netns?: string;
   }
   if (why !== '') {
     const to = options.rollbackTo ?? before.files;
-    const back = to ? iptablesApply(to, options) : iptablesRemove(options);
-    if (!back.ok) return { ok: false, error: `${why}; rolling back failed too (${back.step}: ${back.error}): bulkhead's rules may be half loaded`, rolledBack: false, rollbackFailed: true };
-    return { ok: false, error: `${why}; ${options.rollbackTo ? 'rolled back to the rules applied before' : before.files ? 'rolled back to the rules loaded before' : 'nothing of bulkhead\'s was loaded before: removed its chains and sets again'}`, rolledBack: true };
+    const back = to ? iptablesApply(to, { netns: options.netns }) : iptablesRemove(options);
+    const result: IptablesSafeResult = !back.ok
+      ? { ok: false, error: `${why}; rolling back failed too (${back.step}: ${back.error}): bulkhead's rules may be half loaded`, rolledBack: false, rollbackFailed: true }
+      : { ok: false, error: `${why}; ${options.rollbackTo ? 'rolled back to the rules applied before' : before.files ? 'rolled back to the rules loaded before' : 'nothing of bulkhead\'s was loaded before: removed its chains and sets again'}`, rolledBack: true };
+    // Read again only after a roll back that went through: a failed one leaves nothing to rely on.
+    return { result, state: back.ok ? snapshot(options.netns).state : before.state };
   }
   const file = join(options.stateDir, LAST_GOOD);
   writeFileSync(`${file}.tmp`, JSON.stringify({ ipset: a.ipset, iptables: a.iptables, ip6tables: a.ip6tables }));
   renameSync(`${file}.tmp`, file);
-  return { ok: true, changed: snapshot(options.netns).state !== before.state };
+  const state = snapshot(options.netns).state;
+  return { result: { ok: true, changed: state !== before.state }, state };
 }
 
 /** Whether bulkhead's four chains are loaded in both families and INPUT and OUTPUT jump to them first. */

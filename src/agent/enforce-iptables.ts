@@ -16,7 +16,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { parseIptablesDocument, type IptablesFiles } from '../compile/iptables.js';
-import { iptablesApplySafely, iptablesForgetLastKnownGood, iptablesLastKnownGood, iptablesRemove, iptablesState } from '../adapters/iptables.js';
+import { iptablesApplyAndRead, iptablesForgetLastKnownGood, iptablesLastKnownGood, iptablesRemove, iptablesState } from '../adapters/iptables.js';
 import { appliedBy, describeDrift, readApplied, writeAtomic, type Applied, type ApplyOutcome, type DriftCheck, type Enforcement, type EnforcerOptions, type RuleCounter } from './enforce.js';
 
 /** Files as the sections of a document, for checking them again. */
@@ -196,13 +196,13 @@ export class IptablesEnforcer implements Enforcement {
   private load(files: IptablesFiles): { ok: true; changed: boolean } | { ok: false; error: string; rolledBack: boolean } {
     try {
       // A failed load goes back to what was applied (not to what is loaded: someone's additions since would stay).
-      const r = iptablesApplySafely(files, { netns: this.options.netns, stateDir: this.dir, rollbackTo: this.files });
+      const { result: r, state } = iptablesApplyAndRead(files, { netns: this.options.netns, stateDir: this.dir, rollbackTo: this.files });
       if (!r.ok) {
-        if (r.rolledBack) this.reference = this.state();
+        if (r.rolledBack) this.reference = state;
         return r;
       }
       this.files = files;
-      this.reference = this.state();
+      this.reference = state;
       writeAtomic(this.referenceFile, this.reference);
       return r;
     } catch (e) {
