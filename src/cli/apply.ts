@@ -15,10 +15,10 @@ import { definesTable, listTable, nftApply, nftAvailable, nftDiff } from '../ada
 import { iptablesApplySafely, iptablesDiff, iptablesForgetLastKnownGood, iptablesRemove, iptablesState } from '../adapters/iptables.js';
 import { createTwoFilesPatch } from 'diff';
 import { EXIT, loadDir, parseNow, printDiagnostics, UsageError, type Io } from './common.js';
-import { failsafeOf, type CompileOptions } from './compile.js';
+import { failsafeOf, withFailsafeOptions, type CompileOptions } from './compile.js';
 import { plural, summary } from './render.js';
 import { findTool, hostAddresses, targetProblem } from '../agent/host.js';
-import { familyOf, formatPrefix, parseAddr, prefixRange, type Prefix } from '../netset/ip.js';
+import { formatPrefix, IpSet, parseAddr, type Prefix } from '../netset/ip.js';
 
 /** Where `apply` keeps the last known good rulesets unless told otherwise (apart from the agent's). */
 export const DEFAULT_APPLY_STATE_DIR = '/var/lib/bulkhead/apply';
@@ -45,16 +45,11 @@ function haveTools(iptables: boolean): string | undefined {
 
 /** Whether one of `local` lies in one of the workload's prefixes. */
 function ownsOne(prefixes: readonly Prefix[], local: readonly string[]): boolean {
-  for (const s of local) {
+  const own = IpSet.fromPrefixes(prefixes);
+  return local.some((s) => {
     const a = parseAddr(s);
-    if (a === null) continue;
-    for (const p of prefixes) {
-      if (familyOf(p.addr) !== familyOf(a)) continue;
-      const [lo, hi] = prefixRange(p);
-      if (a >= lo && a <= hi) return true;
-    }
-  }
-  return false;
+    return a !== null && own.has(a);
+  });
 }
 
 /** `apply --remove`: takes bulkhead's table (or chains, jumps and sets) off this host; with --dry-run, shows what would go. */
@@ -184,20 +179,19 @@ export async function runApply(dir: string | undefined, opts: ApplyCliOptions, i
 
 /** Adds `apply` to the program. */
 export function register(prog: Command, io: Io): void {
-  prog
-    .command('apply')
-    .description('compile one workload\'s ruleset and load it on this host (or in a network namespace): nftables in one transaction, iptables rolled back on failure; last known good kept; --dry-run shows the difference')
-    .argument('[dir]', 'policy directory')
-    .option('-w, --workload <name>', 'the workload this host is (required, but with --remove)')
-    .option('--remove', 'take bulkhead\'s table (iptables: its chains, jumps and sets) off this host instead; no policy needed')
-    .addOption(new Option('-t, --target <target>', 'enforcement backend').choices(['nftables', 'iptables']).default('nftables'))
-    .option('--dry-run', 'print the difference from what is loaded (a unified diff) and change nothing')
-    .option('--force', 'apply even when this host has none of the workload\'s addresses')
-    .option('--netns <name>', 'load into this network namespace instead of the host\'s own')
-    .option('--state <dir>', `where the last known good ruleset is kept (default ${DEFAULT_APPLY_STATE_DIR})`)
-    .option('--mgmt <prefix...>', 'failsafe: management networks always allowed in on the management ports')
-    .option('--mgmt-port <port/proto...>', 'failsafe: management ports (default 22/tcp)')
-    .option('--control-plane <prefix...>', 'failsafe: control plane addresses, always reachable both ways')
+  withFailsafeOptions(
+    prog
+      .command('apply')
+      .description('compile one workload\'s ruleset and load it on this host (or in a network namespace): nftables in one transaction, iptables rolled back on failure; last known good kept; --dry-run shows the difference')
+      .argument('[dir]', 'policy directory')
+      .option('-w, --workload <name>', 'the workload this host is (required, but with --remove)')
+      .option('--remove', 'take bulkhead\'s table (iptables: its chains, jumps and sets) off this host instead; no policy needed')
+      .addOption(new Option('-t, --target <target>', 'enforcement backend').choices(['nftables', 'iptables']).default('nftables'))
+      .option('--dry-run', 'print the difference from what is loaded (a unified diff) and change nothing')
+      .option('--force', 'apply even when this host has none of the workload\'s addresses')
+      .option('--netns <name>', 'load into this network namespace instead of the host\'s own')
+      .option('--state <dir>', `where the last known good ruleset is kept (default ${DEFAULT_APPLY_STATE_DIR})`),
+  )
     .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
     .addOption(new Option('--now <time>', 'judge override expiry at this time (ISO 8601)'))
     .addHelpText(

@@ -98,19 +98,26 @@ export function runCompile(dir: string, opts: CompileOptions, io: Io): number {
   return EXIT.ok;
 }
 
-/** Adds `compile` to the program. */
-export function register(prog: Command, io: Io): void {
-  prog
-    .command('compile')
-    .description('compile a policy to per-host rulesets (nftables, or iptables + ipset) for every managed workload')
-    .argument('<dir>', 'policy directory')
-    .addOption(new Option('-t, --target <target>', 'enforcement target').choices(['nftables', 'iptables']).default('nftables'))
-    .option('--out <dir>', 'write the files of each host here (<workload>.nft; iptables: .ipset, .iptables, .ip6tables)')
-    .option('-w, --workload <name...>', 'only these workloads (prints the ruleset when --out is not given)')
-    .option('--check', 'check every ruleset in a scratch network namespace: `nft -c`, or ipset restore + iptables-restore --test (needs root)')
+/** Adds the failsafe options ({@link failsafeOf} reads them) to a command that compiles host rulesets. */
+export function withFailsafeOptions(cmd: Command): Command {
+  return cmd
     .option('--mgmt <prefix...>', 'failsafe: management networks always allowed in on the management ports')
     .option('--mgmt-port <port/proto...>', 'failsafe: management ports (default 22/tcp)')
-    .option('--control-plane <prefix...>', 'failsafe: control plane addresses, always reachable both ways')
+    .option('--control-plane <prefix...>', 'failsafe: control plane addresses, always reachable both ways');
+}
+
+/** Adds `compile` to the program. */
+export function register(prog: Command, io: Io): void {
+  withFailsafeOptions(
+    prog
+      .command('compile')
+      .description('compile a policy to per-host rulesets (nftables, or iptables + ipset) for every managed workload')
+      .argument('<dir>', 'policy directory')
+      .addOption(new Option('-t, --target <target>', 'enforcement target').choices(['nftables', 'iptables']).default('nftables'))
+      .option('--out <dir>', 'write the files of each host here (<workload>.nft; iptables: .ipset, .iptables, .ip6tables)')
+      .option('-w, --workload <name...>', 'only these workloads (prints the ruleset when --out is not given)')
+      .option('--check', 'check every ruleset in a scratch network namespace: `nft -c`, or ipset restore + iptables-restore --test (needs root)'),
+  )
     .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
     .addOption(new Option('--now <time>', 'judge override expiry at this time (ISO 8601)'))
     .addHelpText(
