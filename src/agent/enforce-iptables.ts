@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { parseIptablesDocument, type IptablesFiles } from '../compile/iptables.js';
 import { iptablesApplyAndRead, iptablesForgetLastKnownGood, iptablesLastKnownGood, iptablesRemove, iptablesState } from '../adapters/iptables.js';
-import { appliedBy, describeDrift, readApplied, writeAtomic, type Applied, type ApplyOutcome, type DriftCheck, type Enforcement, type EnforcerOptions, type RuleCounter } from './enforce.js';
+import { appliedBy, describeDrift, readApplied, recordApplied, writeAtomic, type Applied, type ApplyOutcome, type DriftCheck, type Enforcement, type EnforcerOptions, type RuleCounter } from './enforce.js';
 
 /** Files as the sections of a document, for checking them again. */
 function filesDocument(f: IptablesFiles): string {
@@ -142,7 +142,7 @@ export class IptablesEnforcer implements Enforcement {
     if (!r.ok) return r;
     this.previous = before;
     this.current = { ...meta, at: Date.now(), nflog, backend: 'iptables' };
-    writeAtomic(this.appliedFile, JSON.stringify(this.current, null, 2) + '\n');
+    recordApplied(this.appliedFile, this.current, 'iptables');
     return { ok: true, changed: r.changed, ms: Date.now() - t0, nflog };
   }
 
@@ -163,8 +163,7 @@ export class IptablesEnforcer implements Enforcement {
     }
     this.previous = undefined;
     this.current = prev.applied;
-    if (prev.applied) writeAtomic(this.appliedFile, JSON.stringify(prev.applied, null, 2) + '\n');
-    else if (appliedBy(readApplied(this.appliedFile), 'iptables') !== undefined) rmSync(this.appliedFile, { force: true });
+    recordApplied(this.appliedFile, prev.applied, 'iptables');
     return { ok: true, applied: prev.applied };
   }
 

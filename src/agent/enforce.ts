@@ -255,7 +255,7 @@ export class Enforcer implements Enforcement {
     if (!r.ok) return r;
     this.previous = before;
     this.current = { ...meta, at: Date.now(), nflog, backend: 'nftables' };
-    writeAtomic(this.appliedFile, JSON.stringify(this.current, null, 2) + '\n');
+    recordApplied(this.appliedFile, this.current, 'nftables');
     return { ok: true, changed: r.changed, ms: Date.now() - t0, nflog };
   }
 
@@ -271,8 +271,7 @@ export class Enforcer implements Enforcement {
     if (!r.ok) return { ok: false, error: r.error };
     this.previous = undefined;
     this.current = prev.applied;
-    if (prev.applied) writeAtomic(this.appliedFile, JSON.stringify(prev.applied, null, 2) + '\n');
-    else if (appliedBy(readApplied(this.appliedFile), 'nftables') !== undefined) rmSync(this.appliedFile, { force: true });
+    recordApplied(this.appliedFile, prev.applied, 'nftables');
     return { ok: true, applied: prev.applied };
   }
 
@@ -324,6 +323,16 @@ export class Enforcer implements Enforcement {
 /** `a` when `backend` applied it (a record without a backend is nftables': agents wrote none before iptables). */
 export function appliedBy(a: Applied | undefined, backend: 'nftables' | 'iptables'): Applied | undefined {
   return a !== undefined && (a.backend ?? 'nftables') === backend ? a : undefined;
+}
+
+/**
+ * Records what `backend` has applied in `applied.json`, or, with undefined,
+ * that it has applied nothing: the file goes only if it is this backend's
+ * (during a switch it is the other's, whose rules still enforce).
+ */
+export function recordApplied(file: string, a: Applied | undefined, backend: 'nftables' | 'iptables'): void {
+  if (a) writeAtomic(file, JSON.stringify(a, null, 2) + '\n');
+  else if (appliedBy(readApplied(file), backend) !== undefined) rmSync(file, { force: true });
 }
 
 /** What `applied.json` holds, or undefined when it is missing or not an Applied. */

@@ -12,15 +12,12 @@
  * the state file; its links, routes and ruleset are checked unchanged.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { labDown, labHost, labProbe, labUp, type Lab } from '../../src/lab/index.js';
-import { startServer } from '../../src/server/index.js';
-import { agentKernelSkip, rootState, tableIn, waitFor } from './helpers.js';
-import { api } from '../server/helpers.js';
+import { agentKernelSkip, labProcess, rootState, seedServerState, stopProcess, tableIn, waitFor, type LabProc } from './helpers.js';
 
 const skip = agentKernelSkip();
 
@@ -34,37 +31,24 @@ const DOC = {
   rulesets: [],
 };
 
-interface Proc {
-  child: ChildProcess;
-  out: string;
-}
-
 describe('the agent takes back a ruleset that cuts its host off from the server', { skip, timeout: 180_000 }, () => {
   let lab: Lab;
   let root = '';
   const dir = mkdtempSync(join(tmpdir(), 'bulkhead-cutoff-'));
   const state = join(dir, 'state.db');
   const store = join(dir, 'flows');
-  const procs: Proc[] = [];
-  let server: Proc | undefined;
-  let agent: Proc | undefined;
+  const procs: LabProc[] = [];
+  let server: LabProc | undefined;
+  let agent: LabProc | undefined;
 
   /** A process inside a lab host's namespace, its output kept. */
-  const inLab = (host: string, args: string[]): Proc => {
-    const child = spawn('ip', ['netns', 'exec', labHost(lab, host).ns, process.execPath, '--import', 'tsx', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const p: Proc = { child, out: '' };
-    const keep = (b: Buffer) => void (p.out = (p.out + b.toString('utf8')).slice(-40_000));
-    child.stdout!.on('data', keep);
-    child.stderr!.on('data', keep);
+  const inLab = (host: string, args: string[]): LabProc => {
+    const p = labProcess(lab, host, args, 40_000);
     procs.push(p);
     return p;
   };
   const startLabServer = (advertise: string) => inLab('cp', ['scripts/bulkhead.ts', 'serve', '--state', state, '--store', store, '--listen', '10.78.0.2:8443', '--advertise', advertise]);
-  const stop = async (p: Proc | undefined) => {
-    if (!p || p.child.exitCode !== null) return;
-    p.child.kill('SIGTERM');
-    await new Promise((res) => p.child.once('exit', res));
-  };
+  const stop = stopProcess;
   const reachable = async () => (await labProbe(lab, [{ from: 'host', dst: '10.78.0.2', proto: 'tcp', port: 8443 }], { timeoutMs: 500 }))[0].result;
 
   before(async () => {
@@ -74,17 +58,7 @@ describe('the agent takes back a ruleset that cuts its host off from the server'
       { name: 'cp', addresses: ['10.78.0.2'], tcpPorts: [], udpPorts: [] },
     ]);
     // The state, made through the API of a server on loopback: the policy, and the agent's token.
-    const seed = await startServer({ state, host: '127.0.0.1', port: 0, store });
-    try {
-      const admin = (m: string, p: string, b?: unknown) => api(seed.url, seed.adminToken, m, p, b);
-      assert.equal((await admin('PUT', '/api/v1/draft', DOC)).status, 200);
-      assert.equal((await admin('POST', '/api/v1/versions', { message: 'v1' })).status, 201);
-      const a = await admin('POST', '/api/v1/agents', { workload: 'host' });
-      assert.equal(a.status, 201);
-      writeFileSync(join(dir, 'token'), `${a.body.token as string}\n`, { mode: 0o600 });
-    } finally {
-      await seed.close();
-    }
+    await seedServerState({ state, store, doc: DOC, workloads: ['host'], dir });
   });
 
   after(async () => {
@@ -98,7 +72,7 @@ describe('the agent takes back a ruleset that cuts its host off from the server'
     // The server tells agents it is at 10.78.0.99; the host reaches it at 10.78.0.2.
     server = startLabServer('10.78.0.99');
     await waitFor('the server to listen', async () => (await reachable()) === 'open', 30_000);
-    agent = inLab('host', ['test/agent/agent-cli.ts', 'agent', '--server', 'http://10.78.0.2:8443', '--token-file', join(dir, 'token'), '--state', join(dir, 'agent'), '--wait', '2', '--heartbeat', '2', '--retry-max', '2', '--no-conntrack', '--nflog-group', '0']);
+    agent = inLab('host', ['test/agent/agent-cli.ts', 'agent', '--server', 'http://10.78.0.2:8443', '--token-file', join(dir, 'token-host'), '--state', join(dir, 'agent'), '--wait', '2', '--heartbeat', '2', '--retry-max', '2', '--no-conntrack', '--nflog-group', '0']);
     await waitFor(`the agent to find itself cut off\n${agent.out}`, () => /cut-off/.test(agent!.out), 60_000);
     assert.match(agent.out, /the server did not answer after version 1 .*the table is removed again, as before/);
     assert.equal(tableIn(labHost(lab, 'host').ns), undefined, 'no bulkhead table');

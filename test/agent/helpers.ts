@@ -3,11 +3,16 @@
  * policy, waiting for a condition, looking into a test namespace, and the
  * root namespace's state (which no test may change).
  */
-import { spawnSync } from 'node:child_process';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { HostCompiler } from '../../src/compile/host.js';
 import { compileNftables } from '../../src/compile/nftables.js';
-import { labProblems } from '../../src/lab/index.js';
+import { labHost, labProblems, type Lab } from '../../src/lab/index.js';
+import { startServer } from '../../src/server/index.js';
+import { api } from '../server/helpers.js';
 import type { Compiled } from '../../src/policy/index.js';
 import { kernelSkip } from '../helpers/estate.js';
 
@@ -63,4 +68,48 @@ export function tableIn(ns: string): string | undefined {
 export function rootState(): string {
   const read = (cmd: string, ...args: string[]) => spawnSync(cmd, args, { encoding: 'utf8' }).stdout ?? '';
   return [read('ip', '-o', 'link', 'show'), read('ip', 'route', 'show'), read('ip', '-6', 'route', 'show'), read('nft', 'list', 'ruleset')].join('\n---\n').replace(/\s+link-netns \S+/g, '');
+}
+
+/** A process started inside a lab host's namespace, the tail of its output kept. */
+export interface LabProc {
+  child: ChildProcess;
+  out: string;
+}
+
+/** Starts `node --import tsx <args>` inside a lab host's namespace (the server, or an agent, as on a real host). */
+export function labProcess(lab: Lab, host: string, args: string[], keepChars = 60_000): LabProc {
+  const child = spawn('ip', ['netns', 'exec', labHost(lab, host).ns, process.execPath, '--import', 'tsx', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const p: LabProc = { child, out: '' };
+  const keep = (b: Buffer) => void (p.out = (p.out + b.toString('utf8')).slice(-keepChars));
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  return p;
+}
+
+/** Stops a lab process with SIGTERM and waits for it to exit. */
+export async function stopProcess(p: LabProc | undefined): Promise<void> {
+  if (!p || p.child.exitCode !== null) return;
+  p.child.kill('SIGTERM');
+  await new Promise((res) => p.child.once('exit', res));
+}
+
+/**
+ * Makes a server state file with a policy version and one agent token per
+ * workload (written to `<dir>/token-<workload>`, mode 0600), through the API of
+ * a server started on 127.0.0.1 for the purpose and closed again.
+ */
+export async function seedServerState(o: { state: string; store: string; doc: unknown; workloads: readonly string[]; dir: string }): Promise<void> {
+  const seed = await startServer({ state: o.state, host: '127.0.0.1', port: 0, store: o.store });
+  try {
+    const admin = (m: string, p: string, b?: unknown) => api(seed.url, seed.adminToken, m, p, b);
+    assert.equal((await admin('PUT', '/api/v1/draft', o.doc)).status, 200);
+    assert.equal((await admin('POST', '/api/v1/versions', { message: 'v1' })).status, 201);
+    for (const w of o.workloads) {
+      const a = await admin('POST', '/api/v1/agents', { workload: w });
+      assert.equal(a.status, 201);
+      writeFileSync(join(o.dir, `token-${w}`), `${a.body.token as string}\n`, { mode: 0o600 });
+    }
+  } finally {
+    await seed.close();
+  }
 }

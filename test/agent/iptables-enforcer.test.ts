@@ -13,11 +13,10 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HostCompiler } from '../../src/compile/host.js';
 import { compileIptables, iptablesDocument } from '../../src/compile/iptables.js';
 import { iptablesState } from '../../src/adapters/iptables.js';
 import { IptablesEnforcer } from '../../src/agent/enforce-iptables.js';
-import { kernelSkip, sampleEstate } from '../helpers/estate.js';
+import { kernelSkip, sampleHost } from '../helpers/estate.js';
 import { inNs } from './helpers.js';
 
 const skip = kernelSkip(['ip', 'ipset', 'iptables-restore', 'ip6tables-restore', 'iptables-save']);
@@ -29,8 +28,7 @@ after(() => {
 });
 
 function doc(name: string): string {
-  const c = sampleEstate();
-  const h = new HostCompiler(c.ir).host(c.ir.workloads.findIndex((w) => w.name === name))!;
+  const h = sampleHost(name);
   return iptablesDocument(compileIptables(h), h.mode);
 }
 

@@ -14,20 +14,17 @@
  * unchanged.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { labDown, labHost, labProbe, labUp, type Lab, type Probe } from '../../src/lab/index.js';
-import { startServer } from '../../src/server/index.js';
 import { compileDoc } from '../../src/server/policy.js';
 import { Evaluator } from '../../src/engine/evaluate.js';
 import { parseAddr } from '../../src/netset/ip.js';
 import { kernelSkip } from '../helpers/estate.js';
-import { agentKernelSkip, inNs, rootState, tableIn, waitFor } from './helpers.js';
+import { agentKernelSkip, inNs, labProcess, rootState, seedServerState, stopProcess, tableIn, waitFor, type LabProc } from './helpers.js';
 import { iptablesRemove } from '../../src/adapters/iptables.js';
-import { api } from '../server/helpers.js';
 
 const skip = agentKernelSkip() || kernelSkip(['ip', 'ipset', 'iptables-restore', 'ip6tables-restore', 'iptables-save']);
 
@@ -50,36 +47,23 @@ const DOC = {
   ],
 };
 
-interface Proc {
-  child: ChildProcess;
-  out: string;
-}
-
 describe('agents enforcing with iptables + ipset, served by the real server, in lab namespaces', { skip, timeout: 240_000 }, () => {
   let lab: Lab;
   let root = '';
   const dir = mkdtempSync(join(tmpdir(), 'bulkhead-ipt-'));
   const state = join(dir, 'state.db');
   const store = join(dir, 'flows');
-  const procs: Proc[] = [];
-  const agents = new Map<string, Proc>();
-  let server: Proc | undefined;
+  const procs: LabProc[] = [];
+  const agents = new Map<string, LabProc>();
+  let server: LabProc | undefined;
   const startLabServer = () => (server = inLab('cp', ['scripts/bulkhead.ts', 'serve', '--state', state, '--store', store, '--listen', '10.79.0.3:8443', '--advertise', '10.79.0.3']));
 
-  const inLab = (host: string, args: string[]): Proc => {
-    const child = spawn('ip', ['netns', 'exec', labHost(lab, host).ns, process.execPath, '--import', 'tsx', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const p: Proc = { child, out: '' };
-    const keep = (b: Buffer) => void (p.out = (p.out + b.toString('utf8')).slice(-60_000));
-    child.stdout!.on('data', keep);
-    child.stderr!.on('data', keep);
+  const inLab = (host: string, args: string[]): LabProc => {
+    const p = labProcess(lab, host, args);
     procs.push(p);
     return p;
   };
-  const stop = async (p: Proc | undefined) => {
-    if (!p || p.child.exitCode !== null) return;
-    p.child.kill('SIGTERM');
-    await new Promise((res) => p.child.once('exit', res));
-  };
+  const stop = stopProcess;
   const saved = (host: string) => inNs(labHost(lab, host).ns, 'iptables-save', '-t', 'filter').stdout;
 
   /** Every pair of web and db on the policy's ports and one more, probed for real, against the engine. */
@@ -105,19 +89,7 @@ describe('agents enforcing with iptables + ipset, served by the real server, in 
       { name: 'db', addresses: ['10.79.0.2'], tcpPorts: [5432, 22], udpPorts: [] },
       { name: 'cp', addresses: ['10.79.0.3'], tcpPorts: [], udpPorts: [] },
     ]);
-    const seed = await startServer({ state, host: '127.0.0.1', port: 0, store });
-    try {
-      const admin = (m: string, p: string, b?: unknown) => api(seed.url, seed.adminToken, m, p, b);
-      assert.equal((await admin('PUT', '/api/v1/draft', DOC)).status, 200);
-      assert.equal((await admin('POST', '/api/v1/versions', { message: 'v1' })).status, 201);
-      for (const w of ['web', 'db']) {
-        const a = await admin('POST', '/api/v1/agents', { workload: w });
-        assert.equal(a.status, 201);
-        writeFileSync(join(dir, `token-${w}`), `${a.body.token as string}\n`, { mode: 0o600 });
-      }
-    } finally {
-      await seed.close();
-    }
+    await seedServerState({ state, store, doc: DOC, workloads: ['web', 'db'], dir });
   });
 
   after(async () => {

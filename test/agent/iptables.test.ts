@@ -10,11 +10,10 @@ import { HostCompiler } from '../../src/compile/host.js';
 import { compileIptables, foreignRule, iptablesDocument, parseIptablesDocument } from '../../src/compile/iptables.js';
 import { iptablesCounters, routeIptablesLogsToNflog } from '../../src/agent/enforce-iptables.js';
 import { chooseBackend } from '../../src/agent/agent.js';
-import { sampleEstate } from '../helpers/estate.js';
+import { sampleEstate, sampleHost } from '../helpers/estate.js';
 
 function artifact(name: string) {
-  const c = sampleEstate();
-  const host = new HostCompiler(c.ir).host(c.ir.workloads.findIndex((w) => w.name === name))!;
+  const host = sampleHost(name);
   return { a: compileIptables(host, { failsafe: { managementPrefixes: [], managementPorts: [], controlPlane: [] } }), mode: host.mode };
 }
 

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cli } from '../helpers/cli.js';
-import { ESTATE_DIR, kernelSkip, sampleEstate } from '../helpers/estate.js';
+import { ESTATE_DIR, kernelSkip, sampleEstate, sampleHost } from '../helpers/estate.js';
 import { HostCompiler } from '../../src/compile/host.js';
 import { compileIptables } from '../../src/compile/iptables.js';
 import { formatPrefix } from '../../src/netset/ip.js';
@@ -195,7 +195,7 @@ test('apply (iptables): dry run, apply, only our chains and sets, the host\'s ow
   assert.deepEqual(input, ['-A INPUT -j BH-INPUT', '-A INPUT -p tcp -m tcp --dport 9 -j ACCEPT', '-A INPUT -j OTHER'], 'the host\'s own rules stay, after ours');
 
   // A load that fails: exit 6, said in JSON, nothing changed.
-  const setName = [...compileIptables(hostNamed('crm-prod-app-1')).ipset.matchAll(/^create (bh-[0-9a-f]{16}-4) /gm)].map((m) => m[1]).find((n) => !loaded.includes(n));
+  const setName = [...compileIptables(sampleHost('crm-prod-app-1')).ipset.matchAll(/^create (bh-[0-9a-f]{16}-4) /gm)].map((m) => m[1]).find((n) => !loaded.includes(n));
   assert.ok(setName, 'a set only crm-prod-app-1 has');
   // Someone's set under that name, of another type, and in use by a rule of theirs: it can be neither swapped nor replaced.
   assert.equal(inNs(ns, ['ipset', 'create', setName, 'hash:ip']).status, 0);
@@ -220,17 +220,10 @@ test('apply (iptables): dry run, apply, only our chains and sets, the host\'s ow
   assert.equal(inNs(ns, ['ipset', 'list', '-n']).out.split('\n').filter((n) => n === 'other-set').length, 1, 'the host\'s own set stays');
 });
 
-function hostNamed(name: string) {
-  const c = sampleEstate();
-  return new HostCompiler(c.ir).host(c.ir.workloads.findIndex((w) => w.name === name))!;
-}
-
 test('iptables apply with a way back: a failing step loads again what was loaded before, or removes ours when there was nothing', { skip: iptSkip }, () => {
   const ns = newNs('rb');
   const state = newDir();
-  const c = sampleEstate();
-  const hc = new HostCompiler(c.ir);
-  const of = (name: string) => compileIptables(hc.host(c.ir.workloads.findIndex((w) => w.name === name))!);
+  const of = (name: string) => compileIptables(sampleHost(name));
   const a = of('payments-prod-db-1');
   const b = of('crm-prod-app-1');
   assert.equal(inNs(ns, ['iptables', '-w', '-N', 'OTHER']).status, 0);

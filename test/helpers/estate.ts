@@ -2,6 +2,7 @@
 import { existsSync } from 'node:fs';
 import { readPolicyDir } from '../../src/adapters/policy-dir.js';
 import { compilePolicy, type Compiled } from '../../src/policy/index.js';
+import { HostCompiler, type HostPolicy } from '../../src/compile/host.js';
 
 export const ESTATE_DIR = 'examples/estate/policy';
 export const ESTATE_NOW = new Date('2026-11-23T00:00:00Z');
@@ -24,4 +25,13 @@ export function kernelSkip(tools: string[] = ['nft', 'ip']): string | false {
     if (!found) return `needs \`${t}\` installed`;
   }
   return false;
+}
+
+/** The host view of a managed workload of the sample estate, by name. */
+export function sampleHost(name: string): HostPolicy {
+  const c = sampleEstate();
+  const i = c.ir.workloads.findIndex((w) => w.name === name);
+  const h = i < 0 ? undefined : new HostCompiler(c.ir).host(i);
+  if (!h) throw new Error(`\`${name}\` is no managed workload of the sample estate`);
+  return h;
 }
